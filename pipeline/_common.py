@@ -1,0 +1,48 @@
+"""What every stage command shares: load validated params, turn user errors into one line + exit 2.
+
+Usage: ``@stage_command`` on a typer command body; ``params = load(params_path)``
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from batchout.config import Params, load_params
+from batchout.errors import BatchoutError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params file (default: params.yaml)")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit; no traceback for a user's mistake."""
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def stage_command(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BatchoutError as err:
+            fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted; rerun the same command to resume", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load(path: Path) -> Params:
+    return load_params(path)
+
+
+def new_app(help_text: str) -> typer.Typer:
+    return typer.Typer(help=help_text, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)

@@ -1,0 +1,39 @@
+"""The ``batchout`` command: every stage as a subcommand, plus tools around the pipeline.
+
+Usage: ``batchout --help``; ``batchout prepare mnist``; ``batchout train mnist-lenet-standard``
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from pipeline._common import new_app
+
+app = new_app("BatchOut robustness lab: prepare data, train, attack, tune and report.")
+
+# (module under pipeline/, command name): each module exposes ``command``, a typer-decorated function.
+_STAGES = ("prepare", "train", "attack", "report", "tune")
+
+
+def _register() -> None:
+    for name in _STAGES:
+        try:
+            module = importlib.import_module(f"pipeline.{name}")
+        except ModuleNotFoundError as err:  # a stage not built yet must not break the others
+            if err.name == f"pipeline.{name}":
+                continue
+            raise
+        app.command(name, help=module.__doc__.splitlines()[0] if module.__doc__ else None)(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,336 @@
+"""The params.yaml schema: one pydantic model per section, ``extra="forbid"`` everywhere.
+
+Usage: ``params = load_params("params.yaml"); params.train.runs["mnist-lenet-standard"]``
+
+Every validation problem becomes a one-line :class:`BatchoutError` that names the key, the bad
+value and what is allowed (for an unknown key, the closest valid name).
+"""
+
+from __future__ import annotations
+
+import difflib
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from batchout.errors import BatchoutError
+
+BUILTIN_DATASETS = ("mnist", "cifar10", "cifar3")
+MODELS = ("lenet", "paper_cifar", "resnet_bottleneck", "vgg19")
+METHODS = ("standard", "batchout", "batchout_final", "adversarial")
+ATTACKS = ("fgsm", "pgd", "pgd_dlr", "deepfool", "square")
+
+
+def _number(v: Any) -> Any:
+    """Accept ``"8/255"`` as well as ``0.0314``: pixel budgets are usually written in 1/255 units."""
+    if isinstance(v, str) and "/" in v:
+        try:
+            return float(Fraction(v.strip()))
+        except (ValueError, ZeroDivisionError):
+            return v
+    return v
+
+
+PixelFloat = Annotated[float, BeforeValidator(_number), Field(ge=0.0, le=1.0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- data
+class Subset(Strict):
+    """Examples kept per split after the validation split; null keeps all (seeded, stratified)."""
+
+    train: int | None = Field(None, ge=1)
+    val: int | None = Field(None, ge=1)
+    test: int | None = Field(None, ge=1)
+
+
+class DataParams(Strict):
+    datasets: list[str] = Field(default_factory=lambda: list(BUILTIN_DATASETS), min_length=1)
+    raw_dir: str = "data/raw"
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 0
+    subset: Subset = Subset()
+    # Your own data sets: name -> folder holding train/<class>/* and test/<class>/* images.
+    image_folders: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_datasets(self) -> DataParams:
+        allowed = known_datasets(self)
+        for i, name in enumerate(self.datasets):
+            if name not in allowed:
+                raise ValueError(_choice_msg(f"datasets.{i}", name, allowed))
+        return self
+
+
+def known_datasets(data: DataParams) -> tuple[str, ...]:
+    return BUILTIN_DATASETS + tuple(data.image_folders)
+
+
+# ----------------------------------------------------------------------------- train
+class Optimizer(Strict):
+    """SGD with momentum; lr is per batch of ``train.batch_size`` examples."""
+
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    nesterov: bool = True
+
+
+class Schedule(Strict):
+    """LR schedule. Warm-up is linear from 0 over ``warmup_epochs``; milestones are fractions of
+    the whole run (0.5 = halfway), so changing ``epochs`` never decays too early by accident."""
+
+    name: Literal["multistep", "cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    milestones: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+
+
+class Augment(Strict):
+    """On-device batch augmentation: random crop after zero padding (pixels) and horizontal flip."""
+
+    crop_padding: int = Field(0, ge=0, le=16)
+    flip: bool = False
+
+
+NValue = Annotated[float, Field(ge=0.0, le=1.0)] | tuple[
+    Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]
+]
+
+
+class BatchOutParams(Strict):
+    """BatchOut strength. ``n`` is one number, a ``[low, high]`` range drawn uniformly per sample,
+    or a map site -> number/range. ``layers`` null uses the model's default placement."""
+
+    k: float = Field(0.5, ge=0.0, le=1.0)
+    n: NValue | dict[str, NValue] = 0.1
+    layers: list[str] | None = None
+    from_tune: bool = False
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> BatchOutParams:
+        items = self.n.items() if isinstance(self.n, dict) else [("n", self.n)]
+        for key, v in items:
+            if isinstance(v, tuple) and v[0] > v[1]:
+                raise ValueError(f"n{'' if key == 'n' else '.' + key}: range low {v[0]} > high {v[1]}")
+        return self
+
+
+class Adversarial(Strict):
+    """Adversarial training: ``fgsm`` is Goodfellow et al. 2015 (a ``fraction`` of each batch
+    replaced by FGSM examples), ``pgd`` is Madry et al. 2018 (``steps`` of size ``step_size``)."""
+
+    attack: Literal["fgsm", "pgd"] = "fgsm"
+    eps: PixelFloat = 0.3
+    fraction: float = Field(0.5, gt=0.0, le=1.0)
+    steps: int = Field(7, ge=1)
+    step_size: PixelFloat | None = None  # null: 2.5 * eps / steps
+
+
+class RunSpec(Strict):
+    """One trained model. Fields left null take the section-wide value."""
+
+    dataset: str
+    model: Literal[MODELS]  # type: ignore[valid-type]
+    method: Literal[METHODS]  # type: ignore[valid-type]
+    seed: int = 0
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    epochs: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0.0)
+    augment: Augment | None = None
+    batchout: BatchOutParams | None = None
+    adv_eps: PixelFloat | None = None
+
+
+class TrainParams(Strict):
+    device: str = "auto"
+    deterministic: bool = False
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1000, ge=1)
+    optimizer: Optimizer = Optimizer()
+    schedule: Schedule = Schedule()
+    augment: Augment = Augment()
+    batchout: BatchOutParams = BatchOutParams()
+    adversarial: Adversarial = Adversarial()
+    runs: dict[str, RunSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _device(self) -> TrainParams:
+        _check_device(self.device, "device")
+        return self
+
+
+def _check_device(device: str, key: str) -> None:
+    ok = device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
+    if not ok:
+        raise ValueError(f"{key}: got {device!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+# ----------------------------------------------------------------------------- attack
+class Checks(Strict):
+    """Sanity checks (Carlini et al. 2019, "On Evaluating Adversarial Robustness")."""
+
+    subset: int = Field(100, ge=1)  # examples for the independent per-eps monotonicity check
+    tolerance: float = Field(0.03, ge=0.0, le=1.0)  # accuracy slack (fraction) before a check fails
+    large_eps_max_acc: float = Field(0.1, ge=0.0, le=1.0)  # accuracy allowed at the largest budget
+    large_eps: dict[str, PixelFloat] = Field(default_factory=lambda: {"mnist": 0.5, "cifar10": 0.25, "cifar3": 0.25})
+
+
+class AttackParams(Strict):
+    device: str = "auto"
+    batch_size: int = Field(500, ge=1)
+    subset: int | None = Field(500, ge=1)  # test examples attacked (seeded choice); null: all
+    seed: int = 0
+    eps: dict[str, list[PixelFloat]] = Field(
+        default_factory=lambda: {
+            "mnist": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "cifar10": [v / 255 for v in (1, 2, 3, 4, 5, 8)],
+            "cifar3": [v / 255 for v in (1, 2, 3, 4, 5, 8)],
+        }
+    )
+    # name -> constructor settings; the names come from the attack registry.
+    attacks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"fgsm": {}, "pgd": {}})
+    checks: Checks = Checks()
+
+    @model_validator(mode="after")
+    def _names(self) -> AttackParams:
+        _check_device(self.device, "device")
+        for name in self.attacks:
+            if name not in ATTACKS:
+                raise ValueError(_choice_msg(f"attacks.{name}", name, ATTACKS))
+        return self
+
+
+# ----------------------------------------------------------------------------- report
+class ReportParams(Strict):
+    title: str = "BatchOut robustness study"
+    # A difference counts as real when it exceeds this many pooled standard deviations (seeds).
+    spread_factor: float = Field(2.0, gt=0.0)
+
+
+# ----------------------------------------------------------------------------- tune
+class SearchRange(Strict):
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        return self
+
+
+class TuneParams(Strict):
+    run: str = "mnist-lenet-batchout"  # the train.runs entry whose k and n are searched
+    n_trials: int = Field(6, ge=1)
+    epochs: int = Field(2, ge=1)
+    k: SearchRange = SearchRange(low=0.1, high=1.0)
+    n: SearchRange = SearchRange(low=0.01, high=0.5, log=True)
+    objective: Literal["robust", "clean", "mix", "pareto"] = "robust"
+    mix_weight: float = Field(0.5, ge=0.0, le=1.0)  # weight of robust accuracy in "mix"
+    attack_eps: PixelFloat = 0.1
+    attack_steps: int = Field(5, ge=1)
+    val_subset: int = Field(500, ge=1)
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    sampler_seed: int = 0
+    storage: str | None = None  # null: a local journal file under tune/
+    study_name: str = "batchout-k-n"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TuneParams:
+        if not (0.0 < self.k.low and self.k.high <= 1.0):
+            raise ValueError(f"k: range must lie in (0, 1], got [{self.k.low}, {self.k.high}]")
+        if not (0.0 <= self.n.low and self.n.high <= 1.0):
+            raise ValueError(f"n: range must lie in [0, 1], got [{self.n.low}, {self.n.high}]")
+        return self
+
+
+# ----------------------------------------------------------------------------- whole file
+class Params(Strict):
+    data: DataParams = DataParams()
+    train: TrainParams = TrainParams()
+    attack: AttackParams = AttackParams()
+    tune: TuneParams = TuneParams()
+    report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> Params:
+        allowed = known_datasets(self.data)
+        for name, run in self.train.runs.items():
+            if run.dataset not in allowed:
+                raise ValueError(_choice_msg(f"train.runs.{name}.dataset", run.dataset, allowed))
+        if self.train.runs and self.tune.run not in self.train.runs:
+            raise ValueError(_choice_msg("tune.run", self.tune.run, tuple(self.train.runs)))
+        return self
+
+
+def _choice_msg(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
+    return f"{key}: unknown value {value!r}; allowed: {', '.join(allowed)}"
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys at ``loc`` (for 'did you mean' on an unknown key)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif ann is not None and hasattr(ann, "__args__"):
+            subs = [a for a in ann.__args__ if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not subs:
+                continue
+            model = subs[-1]
+    return list(model.model_fields)
+
+
+def format_error(err: ValidationError, model: type[BaseModel] = Params, prefix: str = "") -> str:
+    """The first validation problem as one line: ``key: problem (got value); allowed``."""
+    e = err.errors()[0]
+    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tuple["))))
+    key = prefix + ".".join(str(p) for p in loc)
+    if e["type"] == "extra_forbidden":
+        names = _field_names(model, loc)
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{key}: unknown key; {hint}allowed: {', '.join(names)}"
+    msg = e["msg"].removeprefix("Value error, ")
+    head, sep, rest = msg.partition(": ")
+    if sep and " " not in head:  # our own validators name the key relative to where they ran
+        return f"{'.'.join(filter(None, [key, head]))}: {rest}"
+    got = e.get("input")
+    got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{key or '<root>'}: {msg}{got_s}"
+
+
+def parse_params(doc: Any) -> Params:
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise BatchoutError(f"params: expected a mapping of sections, got {type(doc).__name__}")
+    try:
+        return Params.model_validate(doc)
+    except ValidationError as err:
+        raise BatchoutError(format_error(err)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise BatchoutError(f"params: file {str(path)!r} not found; run from the repository root or pass --params")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise BatchoutError(f"params: {path} is not valid YAML{line}") from None
+    return parse_params(doc)
