@@ -160,11 +160,26 @@ class TrainParams(Strict):
     batchout: BatchOutParams = BatchOutParams()
     adversarial: Adversarial = Adversarial()
     runs: dict[str, RunSpec] = Field(default_factory=dict)
+    # Runs whose BatchOut k and n come from the tune stage (tune/best.yaml): dvc.yaml makes only
+    # these depend on it, so tuning never retrains the other models.
+    tuned_runs: dict[str, RunSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _device(self) -> TrainParams:
         _check_device(self.device, "device")
+        for name in set(self.runs) & set(self.tuned_runs):
+            raise ValueError(f"tuned_runs.{name}: the name is also in train.runs; names must be unique")
+        for name, spec in self.runs.items():
+            if (spec.batchout or self.batchout).from_tune:
+                raise ValueError(f"runs.{name}: batchout.from_tune needs the run under train.tuned_runs")
+        for name, spec in self.tuned_runs.items():
+            if spec.method not in ("batchout", "batchout_final"):
+                raise ValueError(f"tuned_runs.{name}.method: {spec.method!r} has no k/n to tune; "
+                                 "allowed: batchout, batchout_final")
         return self
+
+    def all_runs(self) -> dict[str, RunSpec]:
+        return {**self.runs, **self.tuned_runs}
 
 
 def _check_device(device: str, key: str) -> None:
@@ -231,7 +246,15 @@ class SearchRange(Strict):
 
 
 class TuneParams(Strict):
-    run: str = "mnist-lenet-batchout"  # the train.runs entry whose k and n are searched
+    """Optuna search over BatchOut's k and n for one data set and model; the rest of the training
+    settings (optimizer, schedule, batch size) come from the train section."""
+
+    dataset: str = "mnist"
+    model: Literal[MODELS] = "lenet"  # type: ignore[valid-type]
+    method: Literal["batchout", "batchout_final"] = "batchout"
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    layers: list[str] | None = None  # null: the model's default placement
+    seed: int = 0
     n_trials: int = Field(6, ge=1)
     epochs: int = Field(2, ge=1)
     k: SearchRange = SearchRange(low=0.1, high=1.0)
@@ -269,8 +292,11 @@ class Params(Strict):
         for name, run in self.train.runs.items():
             if run.dataset not in allowed:
                 raise ValueError(_choice_msg(f"train.runs.{name}.dataset", run.dataset, allowed))
-        if self.train.runs and self.tune.run not in self.train.runs:
-            raise ValueError(_choice_msg("tune.run", self.tune.run, tuple(self.train.runs)))
+        for name, run in self.train.tuned_runs.items():
+            if run.dataset not in allowed:
+                raise ValueError(_choice_msg(f"train.tuned_runs.{name}.dataset", run.dataset, allowed))
+        if self.tune.dataset not in allowed:
+            raise ValueError(_choice_msg("tune.dataset", self.tune.dataset, allowed))
         return self
 
 
@@ -334,3 +360,63 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         line = f" at line {where.line + 1}" if where else ""
         raise BatchoutError(f"params: {path} is not valid YAML{line}") from None
     return parse_params(doc)
+
+
+# ----------------------------------------------------------------------------- resolved run
+class RunConfig(Strict):
+    """Everything one training run needs, section defaults merged with the run's overrides.
+
+    This is what is logged to MLflow and stored beside the weights."""
+
+    name: str
+    dataset: str
+    model: str
+    method: str
+    seed: int
+    model_kwargs: dict[str, Any]
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    device: str
+    deterministic: bool
+    optimizer: Optimizer
+    schedule: Schedule
+    augment: Augment
+    batchout: BatchOutParams
+    adversarial: Adversarial
+
+
+def resolve_run(train: TrainParams, name: str, tuned: dict[str, float] | None = None) -> RunConfig:
+    """Merge ``train.runs[name]`` (or ``train.tuned_runs[name]``) over the section defaults;
+    for a tuned run, ``tuned`` (k, n from the tune stage) replaces BatchOut's k and n."""
+    runs = train.all_runs()
+    if name not in runs:
+        raise BatchoutError(_choice_msg("train.runs", name, tuple(runs)))
+    spec = runs[name]
+    batchout = spec.batchout or train.batchout
+    if name in train.tuned_runs:
+        if tuned is None:
+            raise BatchoutError(f"train.tuned_runs.{name}: needs the tune result (k, n); run `dvc repro tune`")
+        batchout = batchout.model_copy(update={"k": tuned["k"], "n": tuned["n"], "from_tune": True})
+    adversarial = train.adversarial
+    if spec.adv_eps is not None:
+        adversarial = adversarial.model_copy(update={"eps": spec.adv_eps})
+    optimizer = train.optimizer if spec.lr is None else train.optimizer.model_copy(update={"lr": spec.lr})
+    return RunConfig(
+        name=name,
+        dataset=spec.dataset,
+        model=spec.model,
+        method=spec.method,
+        seed=spec.seed,
+        model_kwargs=spec.model_kwargs,
+        epochs=spec.epochs or train.epochs,
+        batch_size=train.batch_size,
+        eval_batch_size=train.eval_batch_size,
+        device=train.device,
+        deterministic=train.deterministic,
+        optimizer=optimizer,
+        schedule=train.schedule,
+        augment=spec.augment or train.augment,
+        batchout=batchout,
+        adversarial=adversarial,
+    )

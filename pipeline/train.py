@@ -1,0 +1,26 @@
+"""Train one configured run (train.runs.<name>): model, metrics, curves, MLflow run.
+
+Usage: ``python -m pipeline.train mnist-lenet-standard-s0`` (or ``batchout train NAME``)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from batchout.paths import Paths
+from batchout.stages.train import run
+from pipeline._common import PARAMS_OPTION, load, stage_command
+
+
+@stage_command
+def command(name: str = typer.Argument(..., help="a key of train.runs in params.yaml"),
+            params: Path = PARAMS_OPTION) -> None:
+    metrics = run(load(params), name, Paths())
+    print(f"{name}: test_acc={metrics['test_acc']:.4f} val_acc={metrics['val_acc']:.4f} "
+          f"({metrics['wall_seconds']:.1f} s, {metrics['images_per_s']:.0f} images/s)")
+
+
+if __name__ == "__main__":
+    typer.run(command)

@@ -1,0 +1,1 @@
+"""Stage functions: ``run(params, ..., paths) -> metrics``, one module per pipeline stage."""

@@ -1,0 +1,179 @@
+"""The training loop, shared by the train stage, the Optuna objective and the tests.
+
+Usage: ``history = fit(model, data, cfg, device, on_epoch=print)``
+
+Data are held as uint8 tensors on the training device and batched by indexing (no DataLoader, no
+per-sample Python work); augmentation runs on whole batches on that device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from batchout.attacks.registry import create_attack
+from batchout.augment import crop_flip
+from batchout.config import RunConfig
+from batchout.device import autocast
+from batchout.layers.batchout import batchout_labels
+from batchout.schedule import make_scheduler
+
+
+@dataclass
+class Split:
+    """One split: uint8 images N x C x H x W and int64 labels, on the training device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds, so a killed run resumes exactly where it stopped."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [0, 1]: the models normalise internally."""
+    return x.float().div_(255.0)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> float:
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(split), batch_size):
+        x = to_float(split.x[i : i + batch_size].to(device, non_blocking=True))
+        with autocast(device):
+            logits = model(x)
+        correct += int((logits.argmax(1) == split.y[i : i + batch_size].to(device)).sum())
+    model.train(was_training)
+    return correct / max(len(split), 1)
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.SGD:
+    o = cfg.optimizer
+    return torch.optim.SGD(
+        model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+    )
+
+
+def _adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
+    """Goodfellow-style: the first ``fraction`` of the batch replaced by adversarial examples."""
+    a = cfg.adversarial
+    cut = max(1, round(a.fraction * len(x)))
+    if a.attack == "fgsm":
+        attack = create_attack("fgsm", model)
+    else:
+        step = a.step_size if a.step_size is not None else 2.5 * a.eps / a.steps
+        attack = create_attack("pgd", model, steps=a.steps, step_size=step)
+    x_adv = attack(x[:cut], y[:cut], a.eps)
+    return torch.cat([x_adv, x[cut:]])
+
+
+def train_epoch(
+    model: nn.Module,
+    split: Split,
+    cfg: RunConfig,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+) -> dict[str, float]:
+    model.train()
+    perm = torch.randperm(len(split), device=split.x.device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    start = time.perf_counter()
+    # Drop the last partial batch: BatchOut's k*batch rows and batch statistics assume full batches.
+    n_batches = max(len(split) // cfg.batch_size, 1)
+    for b in range(n_batches):
+        idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        x = to_float(split.x[idx].to(device, non_blocking=True))
+        y = split.y[idx].to(device, non_blocking=True)
+        x = crop_flip(x, cfg.augment.crop_padding, cfg.augment.flip)
+        if cfg.method == "adversarial":
+            x = _adversarial_batch(model, x, y, cfg)
+        with batchout_labels(model, y), autocast(device):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        # Accumulate on-device; one host sync per epoch instead of one per step.
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return {
+        "train_loss": float(loss_sum) / seen,
+        "train_acc_running": int(correct) / seen,
+        "lr": opt.param_groups[0]["lr"],
+        "images_per_s": seen / seconds,
+        "epoch_seconds": seconds,
+    }
+
+
+EpochHook = Callable[[int, dict[str, float], TrainState], None]
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    val: Split,
+    cfg: RunConfig,
+    device: torch.device,
+    state: TrainState | None = None,
+    on_epoch: EpochHook | None = None,
+) -> TrainState:
+    """Train ``cfg.epochs`` epochs from ``state`` (a fresh one if None). After each epoch,
+    ``on_epoch(epoch, metrics, state)`` may log, checkpoint, or raise to stop (Optuna pruning)."""
+    state = state or TrainState()
+    opt = make_optimizer(model, cfg)
+    steps = max(len(train) // cfg.batch_size, 1)
+    sched = make_scheduler(opt, cfg.schedule, steps, cfg.epochs)
+    if state.optimizer is not None:
+        opt.load_state_dict(state.optimizer)
+        sched.load_state_dict(state.scheduler)
+    if state.rng is not None:
+        set_rng_state(state.rng)
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        metrics = train_epoch(model, train, cfg, opt, sched, device)
+        metrics["val_acc"] = accuracy(model, val, cfg.eval_batch_size, device)
+        state.epoch = epoch
+        state.history.append({"epoch": epoch, **metrics})
+        state.optimizer, state.scheduler, state.rng = opt.state_dict(), sched.state_dict(), rng_state()
+        if on_epoch is not None:
+            on_epoch(epoch, metrics, state)
+    return state
