@@ -46,3 +46,31 @@ def load(path: Path) -> Params:
 
 def new_app(help_text: str) -> typer.Typer:
     return typer.Typer(help=help_text, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
+
+
+def run_cli(target: Callable[..., Any] | typer.Typer) -> None:
+    """Run a typer app or a single command so that usage errors (a bad option, a missing
+    argument) are one line on stderr with exit code 2, like every other user error."""
+    import click
+
+    cmd = target if isinstance(target, typer.Typer) else _single(target)
+    try:
+        code = typer.main.get_command(cmd).main(standalone_mode=False, prog_name=_prog())
+    except click.exceptions.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as err:
+        print(f"error: {' '.join(err.format_message().split())}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _single(fn: Callable[..., Any]) -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(fn)
+    return app
+
+
+def _prog() -> str:
+    name = Path(sys.argv[0]).name
+    return "batchout" if name in ("batchout", "cli.py", "__main__.py") else name

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-import typer
-
-from pipeline._common import new_app
+from pipeline._common import new_app, run_cli
 
 app = new_app("BatchOut robustness lab: prepare data, train, attack, tune and report.")
 
@@ -32,8 +30,8 @@ _register()
 
 
 def main() -> None:
-    app()
+    run_cli(app)
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    main()

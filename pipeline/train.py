@@ -10,17 +10,17 @@ from pathlib import Path
 import typer
 
 from batchout.paths import Paths
-from batchout.stages.train import run
-from pipeline._common import PARAMS_OPTION, load, stage_command
+from pipeline._common import PARAMS_OPTION, load, run_cli, stage_command
 
 
 @stage_command
 def command(name: str = typer.Argument(..., help="a key of train.runs in params.yaml"),
             params: Path = PARAMS_OPTION) -> None:
+    from batchout.stages.train import run  # heavy (torch, mlflow): imported only when the command runs
     metrics = run(load(params), name, Paths())
     print(f"{name}: test_acc={metrics['test_acc']:.4f} val_acc={metrics['val_acc']:.4f} "
           f"({metrics['wall_seconds']:.1f} s, {metrics['images_per_s']:.0f} images/s)")
 
 
 if __name__ == "__main__":
-    typer.run(command)
+    run_cli(command)

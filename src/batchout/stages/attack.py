@@ -1,0 +1,107 @@
+"""Attack stage: robust accuracy of one trained model over the eps grid, with sanity checks.
+
+Usage: ``metrics = run(params, "mnist-lenet-standard-s0", Paths())``
+
+Writes ``metrics/attack/<run>.json`` and ``plots/attack/<run>.csv`` and logs the robust metrics
+(``robust_acc.pgd.eps_0.0196``), the check tags and the plot into the model's own training run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from batchout import tracking
+from batchout.checkpoint import load_model
+from batchout.config import Params
+from batchout.data.loader import load_split
+from batchout.device import resolve_device
+from batchout.errors import BatchoutError
+from batchout.evaluate import robust_grid, sanity_checks
+from batchout.io import read_json, write_csv, write_json
+from batchout.paths import Paths
+from batchout.plots import plot_robustness
+
+
+def eps_key(eps: float) -> str:
+    return f"eps_{eps:.4f}"
+
+
+def attack_subset(paths: Paths, dataset: str, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, seeded subset of the test split: every model of a data set sees the same images."""
+    x, y = load_split(paths.prepared(dataset), "test")
+    if size is not None and size < len(y):
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+        x, y = x[idx], y[idx]
+    return x, y
+
+
+def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
+    runs = params.train.all_runs()
+    if name not in runs:
+        raise BatchoutError(f"run: unknown value {name!r}; allowed: {', '.join(runs)}")
+    spec, a = runs[name], params.attack
+    if spec.dataset not in a.eps:
+        raise BatchoutError(f"attack.eps: no budgets for data set {spec.dataset!r}; add attack.eps.{spec.dataset}")
+    eps = sorted(a.eps[spec.dataset])
+    device = resolve_device(a.device)
+    tracking.configure(tracking.repo_root(paths.root))
+    model, _, _ = load_model(paths.model_dir(name) / "model.pt")
+    model.to(device)
+    x, y = attack_subset(paths, spec.dataset, a.subset, a.seed)
+    torch.manual_seed(a.seed)  # random starts and Square's proposals are reproducible
+    started = time.perf_counter()
+    grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device)
+    large = a.checks.large_eps.get(spec.dataset, 2 * max(eps))
+    checks = sanity_checks(model, x, y, grid, a.checks, large, a.batch_size, device)
+    result = {
+        "run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method,
+        "seed": spec.seed, "n_examples": len(y), "clean_acc": grid["clean_acc"], "eps": eps,
+        "robust_acc": {atk: {eps_key(e): acc for e, acc in zip(eps, accs, strict=True)}
+                       for atk, accs in grid["robust_acc"].items()},
+        "checks": checks, "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_json(paths.attack_metrics(name), result)
+    write_csv(paths.attack_curve(name), _curve_rows(result))
+    _log(paths, name, result)
+    return result
+
+
+def _curve_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for e in result["eps"]:
+        row: dict[str, Any] = {"eps": round(e, 6)}
+        row.update({atk: accs[eps_key(e)] for atk, accs in result["robust_acc"].items()})
+        rows.append(row)
+    return rows
+
+
+def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    out = {"robust_clean_acc": result["clean_acc"]}
+    for atk, accs in result["robust_acc"].items():
+        for e in result["eps"]:
+            out[tracking.metric_key("robust_acc", atk, eps=e)] = accs[eps_key(e)]
+    return out
+
+
+def _log(paths: Paths, name: str, result: dict[str, Any]) -> None:
+    """Into the model's own training run, so the MLflow UI sorts runs by robustness."""
+    train_metrics = paths.train_metrics(name)
+    run_id = read_json(train_metrics).get("mlflow_run_id") if train_metrics.is_file() else None
+    tags = {f"check.{k}": ("pass" if v else "FAIL") for k, v in result["checks"].items() if isinstance(v, bool)}
+    tags["suspected_gradient_masking"] = str(result["checks"].get("suspected_gradient_masking", False))
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / f"robustness-{name}.png"
+        curves = {atk: {"eps": result["eps"], "acc": [accs[eps_key(e)] for e in result["eps"]]}
+                  for atk, accs in result["robust_acc"].items()}
+        plot_robustness(curves, png, title=name)
+        context = tracking.log_to_run(run_id) if run_id else tracking.start_run(result["dataset"], f"{name}-attack")
+        with context as log:
+            log.log_metrics(_flat_metrics(result))
+            log.set_tags(tags)
+            log.log_artifact(png, "robustness")
+            log.log_dict(result, "robustness/attack.json")

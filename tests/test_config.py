@@ -1,0 +1,147 @@
+"""The params schema: the real params.yaml is valid, bad input gets one precise line."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from batchout.config import Params, parse_params, resolve_run
+from batchout.errors import BatchoutError
+
+
+@pytest.fixture
+def doc(repo_root) -> dict:
+    return yaml.safe_load((repo_root / "params.yaml").read_text())
+
+
+def _error(doc: dict) -> str:
+    with pytest.raises(BatchoutError) as info:
+        parse_params(doc)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_real_params_files_are_valid(repo_root):
+    for name in ("params.yaml", "params.paper.yaml"):
+        path = repo_root / name
+        if path.exists():
+            params = parse_params(yaml.safe_load(path.read_text()))
+            assert params.train.runs, name
+
+
+def test_fraction_strings_become_pixel_floats(doc):
+    params = parse_params(doc)
+    assert params.attack.eps["cifar10"][0] == pytest.approx(1 / 255)
+    assert params.attack.eps["cifar10"][-1] == pytest.approx(8 / 255)
+
+
+def test_unknown_key_names_closest_valid_key(doc):
+    doc["train"]["epoch"] = 3
+    msg = _error(doc)
+    assert msg.startswith("train.epoch: unknown key")
+    assert "did you mean 'epochs'" in msg
+
+
+def test_nested_unknown_key(doc):
+    doc["train"]["optimizer"]["lrr"] = 0.1
+    msg = _error(doc)
+    assert msg.startswith("train.optimizer.lrr: unknown key") and "'lr'" in msg
+
+
+def test_wrong_type_names_key_and_value(doc):
+    doc["train"]["epochs"] = "many"
+    msg = _error(doc)
+    assert msg.startswith("train.epochs:") and "'many'" in msg
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expect"),
+    [
+        (("train", "batchout", "k"), 1.5, "train.batchout.k: Input should be less than or equal to 1"),
+        (("train", "epochs"), 0, "train.epochs: Input should be greater than or equal to 1"),
+        (("data", "val_fraction"), 0.0, "data.val_fraction: Input should be greater than 0"),
+        (("attack", "checks", "tolerance"), -1, "attack.checks.tolerance:"),
+    ],
+)
+def test_ranges(doc, path, value, expect):
+    node = doc
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    assert _error(doc).startswith(expect)
+
+
+def test_unknown_dataset_lists_allowed(doc):
+    doc["data"]["datasets"] = ["mnist", "svhn"]
+    assert _error(doc) == "data.datasets.1: unknown value 'svhn'; allowed: mnist, cifar10, cifar3"
+
+
+def test_unknown_model_and_method(doc):
+    bad = copy.deepcopy(doc)
+    bad["train"]["runs"]["mnist-lenet-standard-s0"]["model"] = "alexnet"
+    msg = _error(bad)
+    assert msg.startswith("train.runs.mnist-lenet-standard-s0.model:") and "lenet" in msg and "vgg19" in msg
+    doc["train"]["runs"]["mnist-lenet-standard-s0"]["method"] = "mixup"
+    assert "batchout_final" in _error(doc)
+
+
+def test_unknown_attack_name(doc):
+    doc["attack"]["attacks"]["cw"] = {}
+    assert _error(doc).startswith("attack.attacks.cw: unknown value 'cw'; allowed: fgsm, pgd")
+
+
+def test_run_dataset_must_be_known(doc):
+    doc["train"]["runs"]["mnist-lenet-standard-s0"]["dataset"] = "imagenet"
+    assert _error(doc).startswith("train.runs.mnist-lenet-standard-s0.dataset: unknown value 'imagenet'")
+
+
+def test_custom_image_folder_dataset_is_allowed(doc):
+    doc["data"]["image_folders"] = {"pets": "data/pets"}
+    doc["data"]["datasets"] = ["pets"]
+    assert parse_params(doc).data.datasets == ["pets"]
+
+
+def test_n_range_and_tune_ranges(doc):
+    bad = copy.deepcopy(doc)
+    bad["train"]["batchout"]["n"] = [0.2, 0.1]
+    assert _error(bad) == "train.batchout.n: range low 0.2 > high 0.1"
+    bad = copy.deepcopy(doc)
+    bad["tune"]["k"] = {"low": 0.1, "high": 1.5}
+    assert _error(bad).startswith("tune.k: range must lie in (0, 1]")
+    doc["tune"]["n"] = {"low": 0.5, "high": 0.1}
+    assert _error(doc).startswith("tune.n: low 0.5 > high 0.1")
+
+
+def test_from_tune_outside_tuned_runs_is_refused(doc):
+    doc["train"]["batchout"]["from_tune"] = True
+    assert "needs the run under train.tuned_runs" in _error(doc)
+
+
+def test_not_a_mapping():
+    with pytest.raises(BatchoutError, match="expected a mapping"):
+        parse_params([1, 2])
+
+
+def test_empty_document_gives_defaults():
+    assert parse_params(None) == Params()
+
+
+def test_resolve_run_merges_overrides(doc):
+    params = parse_params(doc)
+    cfg = resolve_run(params.train, "cifar3-resnet_bottleneck-standard-s0")
+    assert cfg.augment.crop_padding == 4 and cfg.epochs == params.train.epochs
+    assert cfg.model_kwargs == {"blocks": [1, 1, 1]}
+    with pytest.raises(BatchoutError, match="allowed: mnist-lenet-standard-s0"):
+        resolve_run(params.train, "nope")
+
+
+def test_tuned_run_takes_k_and_n_from_tune(doc):
+    params = parse_params(doc)
+    name = next(iter(params.train.tuned_runs))
+    cfg = resolve_run(params.train, name, {"k": 0.25, "n": 0.05})
+    assert (cfg.batchout.k, cfg.batchout.n) == (0.25, 0.05)
+    with pytest.raises(BatchoutError, match="dvc repro tune"):
+        resolve_run(params.train, name)
