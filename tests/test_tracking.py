@@ -1,0 +1,348 @@
+"""MLflow tracking on a real temporary SQLite store: runs, statuses, resume, models, concurrency.
+
+Usage: ``.venv/bin/pytest tests/test_tracking.py``
+"""
+
+from __future__ import annotations
+
+import http.server
+import multiprocessing
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from torch import nn
+
+from batchout import tracking
+from batchout.errors import BatchoutError
+
+EXP = "tracking-test"
+
+
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One SQLite store for the module (its first use runs MLflow's migrations, a few seconds)."""
+    root = tmp_path_factory.mktemp("repo")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        uri = tracking.configure(root)
+        yield SimpleNamespace(root=root, uri=uri)
+        mlflow.set_tracking_uri(None)  # later test modules must not log into this store
+
+
+@pytest.fixture
+def client(store, monkeypatch) -> MlflowClient:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.configure(store.root) == store.uri  # another test may have pointed MLflow elsewhere
+    return MlflowClient(store.uri)
+
+
+def _status(client: MlflowClient, run_id: str) -> str:
+    return client.get_run(run_id).info.status
+
+
+def _runs_named(client: MlflowClient, name: str) -> list:
+    exp = client.get_experiment_by_name(EXP)
+    return [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == name]
+
+
+# ---------------------------------------------------------------- store location
+def test_configure_creates_local_store_under_root(store):
+    assert store.uri == f"sqlite:///{store.root.resolve()}/mlruns/mlflow.db"
+    assert (store.root / "mlruns" / "mlflow.db").is_file()
+    assert (store.root / "mlruns" / "artifacts").is_dir()
+    assert tracking.artifact_root(store.root) == (store.root.resolve() / "mlruns" / "artifacts").as_uri()
+
+
+def test_configure_leaves_env_var_alone_so_roots_can_change(store, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.configure(store.root) == store.uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # MLflow itself would export it
+    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+
+
+def test_env_var_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/x.db")
+    assert tracking.tracking_uri(tmp_path) == "sqlite:////elsewhere/x.db"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+
+
+@pytest.mark.parametrize("uri", ["file:///tmp/mlruns", "./mlruns"])
+def test_file_store_is_refused(monkeypatch, uri):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(BatchoutError, match="file stores are not supported"):
+        tracking.configure()
+
+
+def test_unreachable_server_fails_fast_with_one_line(monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.perf_counter()
+    with pytest.raises(BatchoutError) as info:
+        tracking.configure()
+    assert time.perf_counter() - started < 5.0
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"MLflow tracking server {uri} is unreachable: ")
+    assert message.endswith("start it or unset MLFLOW_TRACKING_URI")
+
+
+def test_reachable_server_passes_health_check(monkeypatch, store):
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server API)
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    try:
+        assert tracking.configure() == uri
+        assert mlflow.get_tracking_uri() == uri
+    finally:
+        server.shutdown()
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
+        tracking.configure(store.root)
+
+
+def test_repo_root_inside_dvc_temp_copy_is_original_repo(tmp_path, monkeypatch):
+    work = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "abc"
+    work.mkdir(parents=True)
+    (work / ".git").mkdir()  # the temp copy is itself a git checkout; it must not win
+    assert tracking.repo_root(work) == tmp_path / "repo"
+    monkeypatch.chdir(work)
+    assert tracking.repo_root() == tmp_path / "repo"
+
+
+def test_repo_root_nearest_marker_else_cwd(tmp_path, monkeypatch):
+    (tmp_path / "r" / ".dvc").mkdir(parents=True)
+    (tmp_path / "r" / "a" / "b").mkdir(parents=True)
+    assert tracking.repo_root(tmp_path / "r" / "a" / "b") == tmp_path / "r"
+    (tmp_path / "bare" / "x").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "bare")
+    assert tracking.repo_root(tmp_path / "bare" / "x") == tmp_path / "bare"
+
+
+# ---------------------------------------------------------------- pure helpers
+def test_flatten_nested_params():
+    flat = tracking.flatten({"train": {"lr": 0.1, "sched": {"kind": "cos"}}, "seed": 0, "ks": [1, 2]})
+    assert flat == {"train.lr": "0.1", "train.sched.kind": "cos", "seed": "0", "ks": "[1, 2]"}
+    assert tracking.flatten({"a": {"b": 1}}, prefix="p.") == {"p.a.b": "1"}
+
+
+def test_metric_key_formats_eps_and_rejects_bad_parts():
+    assert tracking.metric_key("robust_acc", "pgd", eps=0.0196) == "robust_acc.pgd.eps_0.0196"
+    assert tracking.metric_key("robust_acc", "pgd", eps=8 / 255, steps=40) == "robust_acc.pgd.eps_0.0314.steps_40"
+    assert tracking.metric_key("acc", eps=0) == tracking.metric_key("acc", eps=0.0) == "acc.eps_0.0000"
+    assert tracking.metric_key("acc", eps=np.float32(0.0196)) == "acc.eps_0.0196"
+    with pytest.raises(BatchoutError, match="metric key part 'a:b'"):
+        tracking.metric_key("a:b")
+
+
+def test_run_tags_git_and_dvc_exp_name(repo_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-abc")
+    tags = tracking.run_tags(repo_root, extra={"device": "cpu"})
+    head = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert tags["git.commit"] == head.stdout.strip() and len(tags["git.commit"]) == 40
+    assert tags["git.dirty"] in {"true", "false"}
+    assert tags["dvc.exp_name"] == "exp-abc" and tags["device"] == "cpu" and tags["host"]
+    monkeypatch.delenv("DVC_EXP_NAME")
+    bare = tracking.run_tags(tmp_path)
+    assert "dvc.exp_name" not in bare and bare["git.commit"] == "unknown"
+
+
+def test_retry_waits_out_a_locked_database():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "ok"
+
+    assert tracking._retry(flaky) == "ok" and len(calls) == 3
+
+    def broken():
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: runs")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        tracking._retry(broken)
+    assert len(calls) == 1
+
+
+# ---------------------------------------------------------------- runs
+def test_tiny_training_is_logged_and_read_back(client, store, repo_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-tiny")
+    model, x = TinyNet(), torch.randn(5, 4)
+    params = {"train": {"lr": 0.1, "epochs": 3}, "model": {"name": "tiny"}, "long": "v" * 7000}
+    many = {f"p{i:03d}": i for i in range(150)}  # more than one log_batch of params (limit 100)
+    (tmp_path / "curve.csv").write_text("epoch,loss\n1,0.5\n")
+    with tracking.start_run(EXP, "tiny-train", tags=tracking.run_tags(repo_root)) as log:
+        log.log_params({**params, **many})
+        for epoch in range(1, 4):
+            log.log_epoch(epoch, {"loss": 1.0 / epoch, "acc": 0.3 * epoch})
+        log.log_artifact(tmp_path / "curve.csv", "plots")
+        log.log_dict({"lr": 0.1}, "config.json")
+        log.log_text("hello", "notes.txt")
+        uri = log.log_model(model, input_example=x)
+    df = mlflow.search_runs(experiment_names=[EXP], filter_string="attributes.run_name = 'tiny-train'")
+    assert len(df) == 1 and df["status"][0] == "FINISHED"
+    assert df["params.train.lr"][0] == "0.1" and df["params.model.name"][0] == "tiny"
+    assert df["params.p149"][0] == "149" and len(df["params.long"][0]) == 6000
+    assert df["tags.dvc.exp_name"][0] == "exp-tiny" and len(df["tags.git.commit"][0]) == 40
+    run_id = log.run_id
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in history] == pytest.approx([1.0, 0.5, 1 / 3])
+    names = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert {"config.json", "notes.txt", "plots/curve.csv"} <= names
+    assert client.get_experiment_by_name(EXP).artifact_location.startswith(tracking.artifact_root(store.root))
+    model_id = uri.rsplit("/", 1)[-1]
+    logged = client.get_logged_model(model_id)  # filed under the run's experiment and artifact store
+    assert logged.experiment_id == client.get_run(run_id).info.experiment_id and logged.status == "READY"
+    assert logged.artifact_location.startswith(tracking.artifact_root(store.root))
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    loaded = mlflow.pytorch.load_model(uri)
+    assert isinstance(loaded, nn.Module) and loaded.eval() is loaded
+    torch.testing.assert_close(loaded(x), model(x))
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
+    torch.testing.assert_close(tracking.load_model(uri)(x), model(x))
+
+
+def test_log_artifact_folder_and_missing_path(client, tmp_path):
+    (tmp_path / "figs").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "figs" / name).write_bytes(b"x")
+    with tracking.start_run(EXP, "artifacts") as log:
+        log.log_artifact(tmp_path / "figs", "plots")
+        with pytest.raises(BatchoutError, match="nope.txt: does not exist"):
+            log.log_artifact(tmp_path / "nope.txt")
+    assert sorted(a.path for a in client.list_artifacts(log.run_id, "plots")) == ["plots/a.png", "plots/b.png"]
+
+
+def test_crash_is_failed_and_resume_continues_same_run(client):
+    with pytest.raises(RuntimeError, match="boom"), tracking.start_run(EXP, "resume-me") as log:
+        log.log_epoch(1, {"loss": 0.9})
+        raise RuntimeError("boom")
+    first = log.run_id
+    assert _status(client, first) == "FAILED"
+    with tracking.start_run(EXP, "resume-me", resume_run_id=first, tags={"resumed": 1}) as log2:
+        assert _status(client, first) == "RUNNING"
+        log2.log_epoch(2, {"loss": 0.5})
+    assert log2.run_id == first and _status(client, first) == "FINISHED"
+    assert [m.step for m in client.get_metric_history(first, "loss")] == [1, 2]
+    assert client.get_run(first).data.tags["resumed"] == "1"
+    assert len(_runs_named(client, "resume-me")) == 1
+
+
+def test_keyboard_interrupt_and_sigterm_are_killed(client):
+    with pytest.raises(KeyboardInterrupt), tracking.start_run(EXP, "ctrl-c") as log:
+        raise KeyboardInterrupt
+    assert _status(client, log.run_id) == "KILLED"
+    with pytest.raises(KeyboardInterrupt), tracking.start_run(EXP, "sigterm") as log2:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises long before this ends
+    assert _status(client, log2.run_id) == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed again
+
+
+def test_resume_of_unknown_run_starts_a_new_one(client):
+    with tracking.start_run(EXP, "fresh", resume_run_id="0" * 32) as log:
+        pass
+    assert log.run_id != "0" * 32 and _status(client, log.run_id) == "FINISHED"
+
+
+def test_log_to_run_adds_metric_and_keeps_finished(client):
+    with tracking.start_run(EXP, "attacked") as log:
+        log.log_metrics({"test_acc": 0.9})
+    key = tracking.metric_key("robust_acc", "pgd", eps=0.0196)
+    with tracking.log_to_run(log.run_id) as again:
+        again.log_metrics({key: 0.42})
+        again.set_tags({"attacked": "yes"})
+    run = client.get_run(log.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics == {"test_acc": 0.9, key: 0.42} and run.data.tags["attacked"] == "yes"
+    with pytest.raises(BatchoutError, match="MLflow run deadbeef: not found"):
+        with tracking.log_to_run("deadbeef"):
+            pass
+
+
+def test_nested_runs_with_several_children_open(client):
+    with tracking.start_run(EXP, "study") as parent:
+        with tracking.start_run(EXP, "trial-0", nested=True) as a:
+            with tracking.start_run(EXP, "trial-1", parent_run_id=parent.run_id) as b:
+                b.log_metrics({"val_acc": 0.5})
+            assert _status(client, b.run_id) == "FINISHED" and _status(client, a.run_id) == "RUNNING"
+        assert _status(client, parent.run_id) == "RUNNING"
+    for child in (a, b):
+        assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == parent.run_id
+    assert _status(client, parent.run_id) == "FINISHED"
+    with pytest.raises(BatchoutError, match="nested=True needs an open parent"):
+        with tracking.start_run(EXP, "orphan", nested=True):
+            pass
+
+
+def test_mark_stale_runs_kills_other_running_runs(client):
+    exp_id = client.get_experiment_by_name(EXP).experiment_id
+    keep, stale, other = (client.create_run(exp_id, run_name=n).info.run_id for n in ("dup", "dup", "x"))
+    assert tracking.mark_stale_runs(EXP, "dup", keep_run_id=keep) == [stale]
+    assert [_status(client, r) for r in (keep, stale, other)] == ["RUNNING", "KILLED", "RUNNING"]
+    assert tracking.mark_stale_runs("no-such-experiment", "dup", None) == []
+    client.set_terminated(keep)
+    client.set_terminated(other)
+
+
+# ---------------------------------------------------------------- two processes, one SQLite file
+def _worker(root: str, name: str) -> None:
+    tracking.configure(Path(root))
+    with tracking.start_run("concurrent", name) as log:
+        for i in range(20):
+            log.log_metrics({"m": float(i)}, step=i)
+
+
+@pytest.mark.slow  # two spawned interpreters import torch and MLflow: ~10-20 s on 2 cores
+def test_two_processes_log_into_one_sqlite_store(client, store):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(str(store.root), f"w{i}")) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    exp = client.get_experiment_by_name("concurrent")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["w0", "w1"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert [m.value for m in client.get_metric_history(r.info.run_id, "m")] == [float(i) for i in range(20)]
