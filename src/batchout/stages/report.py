@@ -1,0 +1,108 @@
+"""Report stage: every run's train and attack metrics -> reports/ (Markdown, self-contained HTML, PNG
+figures, summary.json), logged to MLflow as the run "report" of the experiment "reports".
+
+Usage: ``summary = run(params, Paths())``
+
+The folder is built under a temporary name and swapped in whole, so a failed report (a missing metrics
+file, an unreachable tracking server) leaves the previous reports untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from batchout import report, tracking
+from batchout.config import Params
+from batchout.errors import BatchoutError
+from batchout.io import atomic_dir, read_json, write_json, write_text
+from batchout.paths import Paths
+from batchout.plots import plot_robustness
+
+EXPERIMENT = "reports"
+RUN_NAME = "report"
+
+
+def _read(path: Path, stage: str, required: tuple[str, ...]) -> dict[str, Any]:
+    if not path.is_file():
+        raise BatchoutError(f"report: metrics file {path} is missing; run `dvc repro {stage}` first")
+    try:
+        doc = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BatchoutError(f"report: metrics file {path} is not valid JSON; rerun `dvc repro {stage}`") from None
+    if not isinstance(doc, dict):
+        raise BatchoutError(f"report: metrics file {path} holds a {type(doc).__name__}, expected a JSON object")
+    for key in required:
+        if key not in doc:
+            raise BatchoutError(f"report: metrics file {path} has no {key!r}; rerun `dvc repro {stage}`")
+    return doc
+
+
+def load_records(params: Params, paths: Paths) -> list[report.RunRecord]:
+    """One record per configured run (train.runs then train.tuned_runs), in params order."""
+    specs = params.train.all_runs()
+    if not specs:
+        raise BatchoutError("report: train.runs and train.tuned_runs are both empty; nothing to report")
+    labels = report.group_labels(specs, params.train.tuned_runs)
+    records = []
+    for name, spec in specs.items():
+        suffix = "_tuned" if name in params.train.tuned_runs else ""
+        train = _read(paths.train_metrics(name), f"train{suffix}@{name}", ("test_acc",))
+        attack = _read(paths.attack_metrics(name), f"attack{suffix}@{name}", ("clean_acc", "eps", "robust_acc"))
+        records.append(report.RunRecord(name, spec.dataset, spec.model, spec.method, labels[name], train, attack))
+    return records
+
+
+def _figures(groups: list[report.Group], out: Path) -> dict[str, str]:
+    """One PNG per data set: main-attack accuracy vs eps, one line per group; returns file names."""
+    names = {}
+    for ds in dict.fromkeys(g.dataset for g in groups):
+        curves = report.robustness_curves([g for g in groups if g.dataset == ds])
+        if any(len(c["eps"]) > 1 for c in curves.values()):
+            names[ds] = f"robustness_{ds}.png"
+            plot_robustness(curves, out / names[ds], title=f"{ds}: {report.MAIN_ATTACK.upper()} robust accuracy")
+    return names
+
+
+def _metrics(doc: dict[str, Any]) -> dict[str, float]:
+    """A few numbers for the MLflow run: counts, and each group's clean and main-attack accuracy."""
+    cmp = doc["comparisons"]
+    out = {"runs": float(sum(len(g["runs"]) for g in doc["groups"])), "groups": float(len(doc["groups"])),
+           "flagged_runs": float(sum(len(g["suspected_gradient_masking"]) for g in doc["groups"])),
+           "differences_larger_than_spread": float(sum(c["larger_than_spread"] is True for c in cmp)),
+           "differences_not_judged": float(sum(c["larger_than_spread"] is None for c in cmp))}
+    for g in doc["groups"]:
+        slug = re.sub(r"[^\w\-./ ]", "_", f"{g['dataset']}.{g['model']}.{g['label']}")
+        out[f"{slug}.clean"] = g["clean"]["mean"]
+        for eps, s in g["robust"].get(report.MAIN_ATTACK, {}).items():
+            if s is not None:
+                out[f"{slug}.{report.MAIN_ATTACK}.{eps}"] = s["mean"]
+    return out
+
+
+def _write(groups: list[report.Group], params: Params, out: Path) -> dict[str, Any]:
+    factor, title = params.report.spread_factor, params.report.title
+    figures = _figures(groups, out)
+    blocks = report.build_blocks(title, groups, factor, figures)
+    images = {name: (out / name).read_bytes() for name in figures.values()}
+    write_text(out / "report.md", report.to_markdown(title, blocks))
+    write_text(out / "report.html", report.to_html(title, blocks, images))
+    return {"title": title, **report.summary(groups, factor)}
+
+
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    groups = report.make_groups(load_records(params, paths))  # a missing file fails before MLflow starts
+    tracking.configure(tracking.repo_root(paths.root))
+    with atomic_dir(paths.reports) as tmp, \
+            tracking.start_run(EXPERIMENT, RUN_NAME, tags=tracking.run_tags(paths.root)) as log:
+        doc = _write(groups, params, tmp)
+        doc["mlflow_run_id"] = log.run_id
+        write_json(tmp / "summary.json", doc)
+        log.log_params({"title": params.report.title, "spread_factor": params.report.spread_factor,
+                        "runs": ",".join(params.train.all_runs())})
+        log.log_metrics(_metrics(doc))
+        for path in sorted(tmp.iterdir()):
+            log.log_artifact(path, "report")
+    return doc

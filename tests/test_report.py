@@ -1,0 +1,239 @@
+"""Report stage: statistics across seeds, spread verdicts, masking flags, paper numbers, HTML, MLflow, CLI.
+
+Usage: ``.venv/bin/pytest tests/test_report.py``
+
+Fixture metrics (mnist, lenet): standard and batchout with 2 seeds each, adversarial with 1 seed and
+flagged for gradient masking. BatchOut's PGD accuracy is far above standard's (a real difference);
+their clean accuracies differ by less than the seed spread.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from batchout import report
+from batchout.config import parse_params
+from batchout.errors import BatchoutError
+from batchout.io import write_json
+from batchout.paths import Paths
+from batchout.stages import report as stage
+
+EPS = [0.1, 0.25, 0.3]  # 0.1 and 0.3 are in the paper's figure, 0.25 is not
+# run -> (test_acc, clean_acc, pgd per eps, fgsm per eps, failed checks or None)
+RUNS = {
+    "mnist-lenet-standard-s0": (0.990, 0.992, [0.20, 0.05, 0.02], [0.50, 0.30, 0.20], None),
+    "mnist-lenet-standard-s1": (0.986, 0.988, [0.24, 0.07, 0.04], [0.56, 0.34, 0.26], None),
+    "mnist-lenet-batchout-s0": (0.988, 0.990, [0.80, 0.60, 0.50], [0.90, 0.85, 0.80], None),
+    "mnist-lenet-batchout-s1": (0.984, 0.986, [0.78, 0.62, 0.46], [0.92, 0.83, 0.78], None),
+    "mnist-lenet-adversarial-s0": (0.980, 0.982, [0.90, 0.88, 0.87], [0.95, 0.94, 0.93],
+                                   ["monotone_in_eps", "large_eps_low_acc"]),
+}
+
+
+def _params(runs: dict[str, tuple]) -> dict:
+    specs = {}
+    for name in runs:
+        _, _, method, seed = name.split("-")
+        specs[name] = {"dataset": "mnist", "model": "lenet", "method": method, "seed": int(seed[1:])}
+    return {"train": {"runs": specs}, "report": {"title": "Test report", "spread_factor": 2.0}}
+
+
+def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
+    for name, (test_acc, clean, pgd, fgsm, failed) in runs.items():
+        write_json(paths.train_metrics(name), {"train_acc": 1.0, "val_acc": test_acc, "test_acc": test_acc,
+                                               "epochs": 1, "wall_seconds": 1.0, "images_per_s": 10.0,
+                                               "mlflow_run_id": "x"})
+        robust = {a: {f"eps_{e:.4f}": v for e, v in zip(EPS, vals, strict=True)}
+                  for a, vals in (("pgd", pgd), ("fgsm", fgsm), ("worst", list(map(min, pgd, fgsm))))}
+        checks = {"monotone_in_eps": True, "large_eps_low_acc": True, "fgsm_not_below_pgd": True}
+        checks.update({c: False for c in failed or []})
+        checks["suspected_gradient_masking"] = failed is not None
+        _, _, method, seed = name.split("-")
+        write_json(paths.attack_metrics(name), {"run": name, "dataset": "mnist", "model": "lenet", "method": method,
+                                                "seed": int(seed[1:]), "n_examples": 50, "clean_acc": clean,
+                                                "eps": EPS, "robust_acc": robust, "checks": checks, "seconds": 1.0})
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/m.db")
+    paths = Paths(tmp_path)
+    _write_metrics(paths, RUNS)
+    return parse_params(_params(RUNS)), paths
+
+
+@pytest.fixture
+def groups(setup) -> list[report.Group]:
+    params, paths = setup
+    return report.make_groups(stage.load_records(params, paths))
+
+
+def _cell(mean_std: tuple[float, float] | float, n: int) -> str:
+    if n == 1:
+        return f"{100 * mean_std:.2f} (single run)"
+    return f"{100 * mean_std[0]:.2f} ± {100 * mean_std[1]:.2f} (n={n})"
+
+
+def _two(a: float, b: float) -> tuple[float, float]:
+    return (a + b) / 2, abs(a - b) / math.sqrt(2)  # the ddof=1 std of two numbers
+
+
+def test_stat_uses_sample_std():
+    s = report.stat([0.2, 0.4, 0.9])
+    var = sum((v - 0.5) ** 2 for v in (0.2, 0.4, 0.9)) / 2
+    assert s.mean == pytest.approx(0.5) and s.std == pytest.approx(math.sqrt(var)) and s.n == 3
+    assert report.stat([0.7]).std is None
+
+
+def test_groups_and_table_values(groups):
+    assert [(g.method, len(g.runs)) for g in groups] == [("standard", 2), ("batchout", 2), ("adversarial", 1)]
+    header, *rows = report.accuracy_table(groups, "pgd").items
+    assert header == ("model / method", "clean (test set)", "eps 0.1", "eps 0.25", "eps 0.3")
+    std, bo, adv = rows
+    assert std[1] == _cell(_two(0.990, 0.986), 2)
+    assert std[2] == _cell(_two(0.20, 0.24), 2) and std[4] == _cell(_two(0.02, 0.04), 2)
+    assert bo[3] == _cell(_two(0.60, 0.62), 2)
+    assert adv[2] == _cell(0.90, 1) and adv[1] == "98.00 (single run)"
+    fgsm_rows = report.accuracy_table(groups, "fgsm").items[1:]
+    assert fgsm_rows[0][2] == _cell(_two(0.50, 0.56), 2)
+
+
+def test_spread_verdict_both_ways(groups):
+    rows = {(r["a"], r["b"], r["quantity"], r["eps"]): r for r in report.comparisons(groups, 2.0)}
+    clean = rows[("batchout", "standard", "clean", None)]
+    assert clean["diff"] == pytest.approx(0.986 - 0.988)
+    assert clean["pooled_std"] == pytest.approx(abs(0.990 - 0.986) / math.sqrt(2))  # equal spreads pool to it
+    assert clean["larger_than_spread"] is False and clean["verdict"].startswith("within the seed-to-seed spread")
+    pgd = rows[("batchout", "standard", "pgd", 0.1)]
+    assert pgd["diff"] == pytest.approx(0.79 - 0.22)
+    assert pgd["larger_than_spread"] is True and pgd["verdict"].startswith("larger than the seed-to-seed spread")
+    # a bigger factor turns the same difference into "within"
+    big = report.compare(report.stat([0.80, 0.78]), report.stat([0.20, 0.24]), factor=1000.0)
+    assert big.real is False
+
+
+def test_single_run_cannot_be_judged(groups):
+    rows = [r for r in report.comparisons(groups, 2.0) if (r["a"], r["b"]) == ("batchout", "adversarial")]
+    assert len(rows) == 1 + len(EPS)
+    assert all(r["larger_than_spread"] is None and r["pooled_std"] is None for r in rows)
+    assert all("single run" in r["verdict"] and "cannot be judged" in r["verdict"] for r in rows)
+    # the adversarial model is flagged, so its robust (not its clean) differences are marked suspect
+    assert [r["verdict"].endswith("suspect (gradient masking)") for r in rows] == [False] + [True] * len(EPS)
+    assert report.compare(report.stat([0.9]), report.stat([0.1]), 2.0).real is None
+
+
+def test_markdown_has_masking_flag_and_paper_numbers(groups):
+    text = report.to_markdown("T", report.build_blocks("T", groups, 2.0, {"mnist": "robustness_mnist.png"}))
+    assert ("mnist-lenet-adversarial-s0: suspected gradient masking; failed checks: "
+            "large_eps_low_acc, monotone_in_eps") in text  # sorted: the metrics file is written with sorted keys
+    assert "lenet adversarial ⚠ suspected gradient masking" in text
+    assert "mnist-lenet-standard-s0: suspected" not in text
+    assert report.PAPER_CITATION in text and "![" in text and "(robustness_mnist.png)" in text
+    paper = report.paper_table("mnist", groups).items
+    assert paper[0][1:] == ("lenet standard (ours)", "standard (paper)", "lenet batchout (ours)", "BatchOut (paper)",
+                            "lenet adversarial (ours)", "FGSM-AT (paper)")
+    by_eps = {row[0]: row for row in paper[1:]}
+    assert by_eps["clean"][1:3] == (_cell(_two(0.990, 0.986), 2), "99.47")
+    assert by_eps["0.1"][1:] == (_cell(_two(0.50, 0.56), 2), "80.2", _cell(_two(0.90, 0.92), 2), "96.5",
+                                 _cell(0.95, 1), "96.4")
+    assert by_eps["0.3"][3:5] == (_cell(_two(0.80, 0.78), 2), "96.0")
+    assert by_eps["0.25"][2] == "–"  # we attacked a budget the paper did not
+    assert by_eps["0.5"][1] == "not run" and by_eps["0.5"][2] == "10.9"  # and the other way round
+
+
+def test_group_labels_split_tuned_and_differing_configs():
+    doc = _params({"mnist-lenet-batchout-s0": (), "mnist-lenet-batchout-s1": ()})
+    doc["train"]["runs"]["mnist-lenet-batchoutbig-s0"] = {"dataset": "mnist", "model": "lenet",
+                                                         "method": "batchout", "batchout": {"n": 0.4}}
+    doc["train"]["tuned_runs"] = {"mnist-lenet-tuned-s0": {"dataset": "mnist", "model": "lenet", "method": "batchout"}}
+    params = parse_params(doc)
+    labels = report.group_labels(params.train.all_runs(), params.train.tuned_runs)
+    assert labels["mnist-lenet-batchout-s0"] == labels["mnist-lenet-batchout-s1"] == "batchout [mnist-lenet-batchout]"
+    assert labels["mnist-lenet-batchoutbig-s0"] == "batchout [mnist-lenet-batchoutbig]"
+    assert labels["mnist-lenet-tuned-s0"] == "batchout (tuned)"
+
+
+def test_curves_for_plot(groups):
+    curves = report.robustness_curves(groups)
+    std = curves["lenet standard"]
+    assert std["eps"] == [0.0, *EPS]
+    assert std["acc"] == pytest.approx([0.990, 0.22, 0.06, 0.03])
+    assert std["std"][1] == pytest.approx(abs(0.20 - 0.24) / math.sqrt(2))
+    assert curves["lenet adversarial"]["std"] == []  # a single run has no error bars
+
+
+@pytest.mark.slow  # ~15 s: creating a fresh MLflow SQLite store runs its schema migrations
+def test_stage_writes_reports_and_mlflow_run(setup):
+    import mlflow
+
+    params, paths = setup
+    doc = stage.run(params, paths)
+    out = paths.reports
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md", "robustness_mnist.png",
+                                                     "summary.json"]
+    page = (out / "report.html").read_text()
+    start = page.index("data:image/png;base64,") + len("data:image/png;base64,")
+    png = base64.b64decode(page[start:page.index("'", start)])
+    assert png == (out / "robustness_mnist.png").read_bytes() and png[:4] == b"\x89PNG"
+    assert "failed checks: large_eps_low_acc, monotone_in_eps" in page and "99.47" in page
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mlflow_run_id"] == doc["mlflow_run_id"]
+    std = summary["groups"][0]
+    assert std["clean"]["mean"] == pytest.approx(0.988) and std["clean"]["n"] == 2
+    assert summary["groups"][2]["suspected_gradient_masking"] == {
+        "mnist-lenet-adversarial-s0": ["large_eps_low_acc", "monotone_in_eps"]}
+    client = mlflow.MlflowClient()
+    run = client.get_run(doc["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "reports" and run.info.run_name == "report"
+    assert run.data.metrics["flagged_runs"] == 1 and run.data.metrics["mnist.lenet.batchout.pgd.eps_0.1000"] == 0.79
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} >= {"report/report.html",
+                                                                                 "report/report.md"}
+
+
+def test_missing_metrics_names_file_and_keeps_old_reports(setup):
+    params, paths = setup
+    paths.reports.mkdir()
+    (paths.reports / "old.md").write_text("previous")
+    paths.attack_metrics("mnist-lenet-batchout-s1").unlink()
+    with pytest.raises(BatchoutError, match=r"mnist-lenet-batchout-s1\.json is missing.*dvc repro "
+                                            r"attack@mnist-lenet-batchout-s1"):
+        stage.run(params, paths)
+    assert (paths.reports / "old.md").read_text() == "previous"
+
+
+def test_cli_bad_params_exits_2(tmp_path: Path):
+    from pipeline.cli import app
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({"report": {"spread_factor": -1.0}}))
+    result = CliRunner().invoke(app, ["report", "--params", str(bad)])
+    assert result.exit_code == 2
+    assert "report.spread_factor" in result.output
+
+
+def test_seed_results_beside_ours():
+    eps = [1 / 255, 5 / 255]
+
+    def rec(method: str, test_acc: float, pgd: list[float]) -> report.RunRecord:
+        attack = {"eps": eps, "clean_acc": test_acc,
+                  "robust_acc": {"pgd": {f"eps_{e:.4f}": v for e, v in zip(eps, pgd, strict=True)}}}
+        return report.RunRecord(f"c3-{method}", "cifar3", "resnet_bottleneck", method, method,
+                                {"test_acc": test_acc}, attack)
+
+    groups = report.make_groups([rec("batchout_final", 0.91, [0.7, 0.6]), rec("standard", 0.90, [0.6, 0.5])])
+    assert [g.method for g in groups] == ["standard", "batchout_final"]
+    header, clean, robust, other = report.seed_table(groups).items
+    assert clean[3:] == ("90.66", "90.86", "90.00 (single run)", "91.00 (single run)")
+    assert robust[2] == "robust at eps 5/255 (ours: PGD)" and robust[3:] == ("58.00", "64.00", "50.00 (single run)",
+                                                                            "60.00 (single run)")
+    assert other[0] == "cifar10" and other[5:] == ("–", "–")  # no cifar10 runs here
+    rows = report.comparisons(groups, 2.0)
+    assert [r["quantity"] for r in rows] == ["clean", "pgd", "pgd"]
+    assert all(r["larger_than_spread"] is None for r in rows)  # the seed-style single runs stay unjudged
