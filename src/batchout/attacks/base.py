@@ -1,0 +1,162 @@
+"""The attack base class: model handling, bounds and input checks shared by every attack.
+
+Usage: ``class MyAttack(Attack): def perturb(self, x, y, eps): ...``; then ``x_adv = MyAttack(model)(x, y, eps)``
+
+Every attack works in pixel space: the model takes images in [0, 1] (normalization is its first
+layer), eps is an L-infinity budget in the same [0, 1] units, and ``x_adv`` is always projected
+back to ``[0, 1]`` and to the eps ball around ``x``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from batchout.errors import BatchoutError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no parameter gradients inside; the previous mode and flags come back after.
+
+    Attacks need gradients with respect to the input only: frozen parameters keep ``p.grad``
+    untouched and save the weight-gradient work in every backward pass."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def fp32_region(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off: bf16 logits round small loss differences away and can weaken gradient attacks."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example ``z_y - max_{i != y} z_i``: positive while the example is classified correctly."""
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return z_y - others.amax(dim=1)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed over the batch in one fused kernel (only the sum's input gradient is ever used)."""
+    return F.cross_entropy(logits, y, reduction="sum")
+
+
+def project(x_adv: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Clip into the box ``[lo, hi]``, where ``lo = max(x - eps, 0)`` and ``hi = min(x + eps, 1)``."""
+    return torch.clamp(x_adv, lo, hi)
+
+
+def box(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The feasible set of an L-infinity attack on [0, 1] images, as elementwise bounds."""
+    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
+class Attack:
+    """Base of every attack: ``attack(x, y, eps) -> x_adv``.
+
+    The call puts the model in eval mode with frozen parameters (both restored afterwards), runs
+    with autocast off (fp32), never modifies ``x`` in place, and projects the result onto
+    ``[0, 1]`` and the eps ball as a safety net. Subclasses implement :meth:`perturb`.
+    """
+
+    name: ClassVar[str] = "attack"
+
+    def __init__(self, model: nn.Module, **settings: Any) -> None:
+        self.model = model
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        return f"{type(self).__name__}({inner})"
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+        eps = check_eps(eps)
+        _check_batch(x, y)
+        # Inference tensors (made under torch.inference_mode) cannot enter autograd; clones made
+        # outside inference mode are ordinary tensors.
+        with torch.inference_mode(False), torch.enable_grad(), frozen(self.model), fp32_region(x.device):
+            x0 = x.detach().clone()
+            y0 = y.detach().clone().long()
+            if eps == 0.0:
+                return x0
+            x_adv = self.perturb(x0, y0, eps).detach()
+            lo, hi = box(x0, eps)
+            return project(x_adv, lo, hi)
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def input_grad(self, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed per-example loss with respect to ``x``, and the logits.
+
+        ``loss_fn`` returns per-example losses or their sum: summing (never averaging) keeps each
+        example's gradient independent of the batch size. A model whose output does not depend on
+        ``x`` through autograd (a masked model) yields zeros."""
+        x = x.detach().requires_grad_(True)
+        logits = self.model(x).float()
+        loss = loss_fn(logits, y)
+        loss = loss.sum() if loss.dim() else loss
+        grad = None
+        if loss.requires_grad:
+            (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+        return (torch.zeros_like(x) if grad is None else grad), logits.detach()
+
+    # ------------------------------------------------------------------ setting checks
+    def check_int(self, key: str, value: Any, low: int, high: int | None = None) -> int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        ok = ok and (high is None or value <= high)
+        if not ok:
+            allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+            raise BatchoutError(f"{self.key(key)}: got {value!r}; allowed: {allowed}")
+        return value
+
+    def check_float(self, key: str, value: Any, low: float, high: float, *, none_ok: bool = False) -> float | None:
+        if value is None and none_ok:
+            return None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and low <= value <= high):
+            extra = " or null" if none_ok else ""
+            raise BatchoutError(f"{self.key(key)}: got {value!r}; allowed: a number in [{low}, {high}]{extra}")
+        return float(value)
+
+    def check_bool(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise BatchoutError(f"{self.key(key)}: got {value!r}; allowed: true or false")
+        return value
+
+    def key(self, setting: str) -> str:
+        return f"attack.attacks.{self.name}.{setting}"
+
+
+def check_eps(eps: Any) -> float:
+    number = isinstance(eps, int | float) and not isinstance(eps, bool)
+    if not (number and 0.0 <= eps <= 1.0):
+        raise BatchoutError(f"eps: got {eps!r}; allowed: a pixel budget in [0, 1] (e.g. 0.3 or 8/255)")
+    return float(eps)
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    if not (torch.is_tensor(x) and x.is_floating_point() and x.dim() >= 2):
+        got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+        raise BatchoutError(f"attack input x: got {got}; allowed: a float tensor N x ... of pixels in [0, 1]")
+    if not (torch.is_tensor(y) and y.shape == x.shape[:1]):
+        got = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+        raise BatchoutError(f"attack labels y: got shape {got}; allowed: one label per image ({len(x)})")

@@ -1,0 +1,176 @@
+"""robust_grid numbers and the gradient-masking checks on a tiny model trained here.
+
+Usage: ``.venv/bin/pytest tests/test_evaluate.py -q``
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from batchout.config import Checks
+from batchout.errors import BatchoutError
+from batchout.evaluate import robust_grid, sanity_checks
+
+EPS = [0.0, 0.15, 0.35]
+ATTACKS = {"fgsm": {}, "pgd": {"steps": 10}, "square": {"n_queries": 100}}
+CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1)
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class ZeroGradient(nn.Module):
+    """Gradient masking: the same predictions as ``inner``, but the input enters only through a
+    detached copy, so every input gradient is zero and gradient attacks cannot move."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.detach())
+
+
+def blobs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes of jittered Gaussian blobs on 1x8x8 images, plus pixel noise, in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[2.0, 2.0], [2.0, 5.5], [5.5, 3.5]])
+    y = torch.randint(0, 3, (n,), generator=g)
+    c = centres[y] + 0.6 * torch.randn(n, 2, generator=g)
+    r = torch.arange(8.0)
+    d2 = (r[None, :, None] - c[:, 0, None, None]) ** 2 + (r[None, None, :] - c[:, 1, None, None]) ** 2
+    img = torch.exp(-d2 / (2 * 1.5**2)) + 0.05 * torch.randn(n, 8, 8, generator=g)
+    return img.clamp(0, 1)[:, None], y
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Tiny tensors: thread hand-offs cost more than the arithmetic, worse on a busy 2-core box.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A Normalize-first MLP fitted to blobs (full-batch SGD, a fraction of a second), 200 test images."""
+    torch.manual_seed(0)
+    x, y = blobs(600)
+    model = nn.Sequential(Normalize(0.5, 0.25), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    params = list(model.parameters())
+    velocity = [torch.zeros_like(p) for p in params]
+    for _ in range(150):
+        grads = torch.autograd.grad(F.cross_entropy(model(x[:400]), y[:400]), params)
+        with torch.no_grad():
+            for p, v, g in zip(params, velocity, grads, strict=True):
+                v.mul_(0.9).add_(g)
+                p.sub_(0.05 * v)
+    return model, x[400:], y[400:]
+
+
+@pytest.fixture(scope="module")
+def grid(tiny) -> dict:
+    torch.manual_seed(0)
+    return robust_grid(tiny[0], tiny[1], tiny[2], ATTACKS, EPS, batch_size=64, device="cpu")
+
+
+def test_grid_shapes_and_values(tiny, grid):
+    model, x, y = tiny
+    json.dumps(grid)  # JSON-ready: plain floats, lists and dicts
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).float().mean().item()
+    assert grid["n"] == 200 and grid["clean_acc"] == pytest.approx(clean) and clean >= 0.95
+    assert grid["eps"] == EPS and grid["attacks"] == ATTACKS and grid["mode"] == "independent"
+    for name in ATTACKS:
+        acc = grid["robust_acc"][name]
+        assert len(acc) == len(EPS) and acc[0] == grid["clean_acc"]
+        assert all(b <= a + 0.02 for a, b in zip(acc, acc[1:], strict=False)), (name, acc)
+        assert acc[-1] <= 0.1  # eps 0.35 breaks this non-robust model
+        assert all(w <= a for w, a in zip(grid["worst_acc"], acc, strict=True))
+    assert grid["robust_acc"]["pgd"][1] <= grid["robust_acc"]["fgsm"][1]
+    assert grid["cumulative_acc"]["square"] == grid["worst_acc"]  # the last attack's survivors
+    assert grid["worst_acc"][1] < grid["clean_acc"] - 0.05
+
+
+def test_misclassified_examples_are_never_robust_and_uint8_input_works(tiny):
+    model, x, y = tiny
+    y_bad = y.clone()
+    y_bad[:50] = (y[:50] + 1) % 3  # wrong labels: the clean pass already fails these
+    x8 = (x * 255).round().to(torch.uint8)
+    out = robust_grid(model, x8, y_bad, {"fgsm": {}}, [0.0, 0.05], batch_size=32, device="cpu")
+    with torch.no_grad():
+        expected = (model(x8.float() / 255).argmax(1) == y_bad).float().mean().item()
+    assert out["clean_acc"] == pytest.approx(expected) and expected <= 0.76
+    assert out["robust_acc"]["fgsm"][0] == out["clean_acc"]
+    assert out["robust_acc"]["fgsm"][1] <= out["clean_acc"]
+
+
+def test_cascade_equals_independent_worst_case_for_deterministic_attacks(tiny):
+    model, x, y = tiny
+    attacks = {"fgsm": {}, "deepfool": {"steps": 3}}  # no randomness: both modes see the same points
+    ind = robust_grid(model, x, y, attacks, [0.1, 0.25], batch_size=64, device="cpu")
+    cas = robust_grid(model, x, y, attacks, [0.1, 0.25], batch_size=64, device="cpu", cascade=True)
+    assert cas["mode"] == "cascade" and "robust_acc" not in cas
+    assert cas["worst_acc"] == ind["worst_acc"]
+    assert cas["cumulative_acc"] == ind["cumulative_acc"]
+    assert cas["cumulative_acc"]["fgsm"] == ind["robust_acc"]["fgsm"]
+
+
+def test_bad_inputs_are_one_line_errors(tiny):
+    model, x, y = tiny
+    with pytest.raises(BatchoutError, match=r"images: float pixels span \[.*\]; allowed: \[0, 1\]"):
+        robust_grid(model, (x - 0.5) / 0.25, y, {"fgsm": {}}, [0.1], 64, "cpu")
+    with pytest.raises(BatchoutError, match=r"unknown attack 'bim'"):
+        robust_grid(model, x, y, {"bim": {}}, [0.1], 64, "cpu")
+    with pytest.raises(BatchoutError, match=r"eps: got 8; allowed"):
+        robust_grid(model, x, y, {"fgsm": {}}, [8], 64, "cpu")
+    with pytest.raises(BatchoutError, match=r"labels: got shape \(3,\)"):
+        robust_grid(model, x, y[:3], {"fgsm": {}}, [0.1], 64, "cpu")
+
+
+def test_honest_model_passes_every_check(tiny, grid):
+    torch.manual_seed(0)
+    out = sanity_checks(tiny[0], tiny[1], tiny[2], grid, CHECKS, large_eps=0.5, batch_size=64, device="cpu")
+    json.dumps(out)
+    assert out["subset"] == 100.0 and out["stronger_attack_is_square"] is True
+    assert out["large_eps_acc"] <= 0.1
+    assert not out["suspected_gradient_masking"], out
+
+
+def test_zero_gradient_model_is_flagged_by_large_eps_and_square(tiny):
+    """Like the ~95% FGSM accuracy at eps 0.5 reported on MNIST: high accuracy under gradient
+    attacks, broken by a gradient-free one and by a budget that can erase the image."""
+    masked, x, y = ZeroGradient(tiny[0]), tiny[1], tiny[2]
+    torch.manual_seed(0)
+    grid = robust_grid(masked, x, y, ATTACKS, EPS, batch_size=64, device="cpu")
+    assert grid["robust_acc"]["fgsm"] == [grid["clean_acc"]] * len(EPS)  # FGSM cannot move at all
+    assert grid["robust_acc"]["square"][-1] <= 0.1
+    out = sanity_checks(masked, x, y, grid, CHECKS, large_eps=0.5, batch_size=64, device="cpu")
+    assert out["suspected_gradient_masking"]
+    assert not out["stronger_attack_ok"] and out["stronger_minus_pgd_min"] < -0.5
+    assert not out["large_eps_ok"] and out["large_eps_acc"] > 0.5
+    assert out["pgd_vs_fgsm_ok"]  # PGD's random start still beats a frozen FGSM: not the culprit
+
+
+def test_checks_run_missing_attacks_themselves(tiny):
+    """A grid with neither pgd nor fgsm nor square: PGD, FGSM and pgd_dlr run on the subset."""
+    masked, x, y = ZeroGradient(tiny[0]), tiny[1], tiny[2]
+    grid = robust_grid(masked, x, y, {"deepfool": {}}, [0.1, 0.3], batch_size=64, device="cpu")
+    out = sanity_checks(masked, x, y, grid, Checks(subset=40), large_eps=0.5, batch_size=64, device="cpu")
+    assert out["subset"] == 40.0 and out["stronger_attack_is_square"] is False
+    # pgd_dlr is blind too (zero gradients), so here the large budget is what gives it away.
+    assert not out["large_eps_ok"] and out["suspected_gradient_masking"]
+    honest = sanity_checks(tiny[0], x, y, grid, Checks(subset=40), large_eps=0.5, batch_size=64, device="cpu")
+    assert not honest["suspected_gradient_masking"], honest
