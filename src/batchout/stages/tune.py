@@ -1,0 +1,237 @@
+"""Tune stage: Optuna search over BatchOut's k and n, one short training run per trial.
+
+Usage: ``best = run(params, Paths(), n_workers=2)`` writes ``tune/best.yaml`` and ``tune/plots/*.png``
+
+A trial trains ``tune.model`` on ``tune.dataset`` for ``tune.epochs`` epochs with the train section's
+optimizer, schedule, batch size, augmentation and device, and scores it on a seeded subset of
+``tune.val_subset`` validation examples: clean accuracy, and accuracy under PGD
+(``tune.attack_steps`` steps, L-infinity ``tune.attack_eps``).
+
+Per-epoch value for pruning: the objective itself (robust, clean or mix) when the attack is cheap,
+i.e. ``val_subset * attack_steps <= number of training images`` (one PGD evaluation costs at most
+about one training epoch of forward+backward passes); otherwise the clean validation accuracy,
+which is free (the training loop computes it anyway). The final epoch's evaluation is the trial's
+value, so per-epoch robust reports cost ``epochs - 1`` extra evaluations per trial.
+
+Resume: the study is named ``<tune.study_name>-<fingerprint>``, the fingerprint covering every
+setting that changes what a trial measures (tune section except n_trials/storage/study_name, the
+train settings used, the data checksums). Rerunning with the same settings continues the study and
+runs only ``n_trials`` minus its finished (complete or pruned) trials; changing any of them starts
+a fresh study instead of mixing incomparable trials. Storage and worker recipes: batchout.tuning.
+
+MLflow: experiment ``tune-<dataset>``, a parent run named ``tune.study_name`` (resumed on rerun),
+one nested child run per trial (k, n, per-epoch values, final accuracies, state), plots and
+best.yaml as artifacts of the parent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from batchout import tracking, tuning
+from batchout.checkpoint import build_model
+from batchout.config import BatchOutParams, Params, RunConfig
+from batchout.data.loader import load_meta, load_split
+from batchout.device import resolve_device, seed_everything
+from batchout.errors import BatchoutError
+from batchout.evaluate import robust_grid
+from batchout.io import atomic_dir, write_yaml
+from batchout.paths import Paths
+from batchout.training import Split, TrainState, fit
+
+PARENT_KEY = "mlflow_parent_run_id"  # study attribute: the parent run to resume
+JOURNAL = "optuna.journal"  # default storage file under tune/
+
+
+def trial_config(params: Params, k: float, n: float, name: str = "tune-trial") -> RunConfig:
+    """The training run of one trial: tune's data set/model/method/seed/epochs, the train section's
+    optimizer, schedule, batch sizes, augmentation and device, and this trial's k and n."""
+    tune, train = params.tune, params.train
+    return RunConfig(
+        name=name, dataset=tune.dataset, model=tune.model, method=tune.method, seed=tune.seed,
+        model_kwargs=tune.model_kwargs, epochs=tune.epochs, batch_size=train.batch_size,
+        eval_batch_size=train.eval_batch_size, device=train.device,
+        deterministic=False,  # train.deterministic is not a tune dependency in dvc.yaml; CPU is exact anyway
+        optimizer=train.optimizer, schedule=train.schedule, augment=train.augment,
+        batchout=BatchOutParams(k=k, n=n, layers=tune.layers), adversarial=train.adversarial,
+    )
+
+
+def val_subset(val: Split, size: int, seed: int) -> Split:
+    """A seeded choice of ``size`` validation examples (all of them when the split is smaller)."""
+    if size >= len(val):
+        return val
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(val), generator=gen)[:size].sort().values.to(val.y.device)
+    return Split(val.x[idx], val.y[idx])
+
+
+def robust_each_epoch(params: Params, n_train: int) -> bool:
+    """Whether the per-epoch pruning value is the objective itself (see the module docstring)."""
+    tune = params.tune
+    if tune.objective in ("clean", "pareto"):  # clean needs no attack; pareto never prunes
+        return False
+    return tune.val_subset * tune.attack_steps <= n_train
+
+
+def study_name(params: Params, data_sha: dict[str, str]) -> str:
+    tune = params.tune.model_dump(mode="json", exclude={"n_trials", "storage", "study_name"})
+    train = params.train.model_dump(mode="json", include={"batch_size", "optimizer", "schedule", "augment"})
+    blob = json.dumps({"tune": tune, "train": train, "data": data_sha}, sort_keys=True)
+    return f"{params.tune.study_name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def child_run_name(study: str, number: int) -> str:
+    return f"{study}-trial-{number}"
+
+
+def experiment(params: Params) -> str:
+    return f"tune-{params.tune.dataset}"
+
+
+@dataclass
+class TrialRunner:
+    """Trains and scores one trial; one per worker process, holding that worker's data."""
+
+    params: Params
+    meta: dict[str, Any]
+    train: Split
+    val: Split
+    device: torch.device
+    study: str
+    parent_run_id: str
+
+    def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:
+        t = self.params.tune
+        grid = robust_grid(model, self.val.x, self.val.y, {"pgd": {"steps": t.attack_steps}}, [t.attack_eps],
+                           self.params.train.eval_batch_size, self.device)
+        return grid["clean_acc"], grid["robust_acc"]["pgd"][0]
+
+    def _hook(self, ctx: tuning.TrialContext, model: torch.nn.Module, log: tracking.RunLogger,
+              last: dict[str, float]) -> Any:
+        """After each epoch: score, log the epoch's values, report to the pruner (may raise)."""
+        tune = self.params.tune
+        each = robust_each_epoch(self.params, len(self.train))
+
+        def on_epoch(epoch: int, metrics: dict[str, float], state: TrainState) -> None:
+            row = {"val_clean_acc": metrics["val_acc"], "train_loss": metrics["train_loss"]}
+            value = metrics["val_acc"]
+            if each:
+                last["clean"], last["robust"] = self.evaluate(model)
+                last["epoch"] = epoch
+                row |= {"val_clean_acc": last["clean"], "val_robust_acc": last["robust"]}
+                value = tuning.objective_value(tune, last["clean"], last["robust"])
+            log.log_epoch(epoch, {**row, "intermediate_value": value})
+            ctx.report(epoch, value, can_prune=epoch < tune.epochs)
+
+        return on_epoch
+
+    def _finish(self, model: torch.nn.Module, log: tracking.RunLogger, last: dict[str, float]) -> None:
+        tune = self.params.tune
+        if last.get("epoch") != tune.epochs:  # not scored after the last epoch yet
+            last["clean"], last["robust"] = self.evaluate(model)
+        value = tuning.objective_value(tune, last["clean"], last["robust"])
+        values = {"value_clean": value[0], "value_robust": value[1]} if isinstance(value, tuple) else {
+            "value": value}
+        log.log_metrics({"clean_acc": last["clean"], "robust_acc": last["robust"], **values})
+        log.set_tags({"optuna.state": "COMPLETE", "pruned": "false"})
+
+    def __call__(self, ctx: tuning.TrialContext) -> tuple[float, float]:
+        cfg = trial_config(self.params, ctx.k, ctx.n, child_run_name(self.study, ctx.number))
+        seed_everything(cfg.seed, cfg.deterministic, self.device)
+        model = build_model(cfg, self.meta).to(self.device)
+        last: dict[str, float] = {}
+        tags = {**tracking.run_tags(), "optuna.study": self.study, "optuna.trial": ctx.number}
+        pruned: tuning.TrialPruned | None = None
+        with tracking.start_run(experiment(self.params), cfg.name, parent_run_id=self.parent_run_id,
+                                tags=tags) as log:
+            ctx.set_attrs(mlflow_run_id=log.run_id)
+            log.log_params({"k": ctx.k, "n": ctx.n, "trial": ctx.number, "epochs": cfg.epochs})
+            try:
+                fit(model, self.train, self.val, cfg, self.device, on_epoch=self._hook(ctx, model, log, last))
+            except tuning.TrialPruned as exc:
+                pruned = exc
+                log.set_tags({"optuna.state": "PRUNED", "pruned": "true"})
+            else:
+                self._finish(model, log, last)
+        if pruned is not None:  # raised outside the run, so MLflow closes it FINISHED, not FAILED
+            raise pruned
+        return last["clean"], last["robust"]
+
+
+def make_runner(params: Params, paths: Paths, study: str, parent_run_id: str) -> TrialRunner:
+    device = resolve_device(params.train.device)
+    folder = paths.prepared(params.tune.dataset)
+    meta = load_meta(folder)
+    train = Split(*[t.to(device) for t in load_split(folder, "train")])
+    val = Split(*[t.to(device) for t in load_split(folder, "val")])
+    val = val_subset(val, params.tune.val_subset, params.tune.seed)
+    return TrialRunner(params, meta, train, val, device, study, parent_run_id)
+
+
+def _worker(params: Params, paths: Paths, spec: str, name: str, quota: int, total: int, index: int,
+            parent_run_id: str, threads: int) -> None:
+    """Entry point of one spawned worker process: reopen the study and run its share of trials."""
+    torch.set_num_threads(threads)  # N workers share the cores instead of each taking them all
+    tracking.configure(tracking.repo_root(paths.root))
+    study = tuning.open_study(name, spec, params.tune, worker=index)
+    tuning.optimize(study, params.tune, make_runner(params, paths, name, parent_run_id), quota=quota, total=total)
+
+
+def _search(params: Params, paths: Paths, study: Any, spec: str, quotas: list[int], total: int,
+            parent_run_id: str) -> None:
+    name = study.study_name
+    if sum(q > 0 for q in quotas) <= 1:
+        runner = make_runner(params, paths, name, parent_run_id)
+        tuning.optimize(study, params.tune, runner, quota=sum(quotas), total=total)
+        return
+    threads = max(1, (os.cpu_count() or 1) // len(quotas))
+    jobs = [(params, paths, spec, name, q, total, i, parent_run_id, threads) for i, q in enumerate(quotas) if q > 0]
+    codes = tuning.run_processes(_worker, jobs)
+    bad = [(i, c) for i, c in enumerate(codes) if c != 0]
+    if bad:
+        raise BatchoutError(f"tune: worker {bad[0][0]} exited with code {bad[0][1]} (its error is printed above); "
+                            "rerun the same command to resume the study")
+
+
+def _finish(params: Params, paths: Paths, study: Any, log: tracking.RunLogger) -> dict[str, Any]:
+    best = tuning.summarize(study, params.tune)
+    write_yaml(paths.tune_dir / "best.yaml", best)
+    with atomic_dir(paths.tune_dir / "plots") as tmp:
+        tuning.save_plots(study, params.tune, tmp)
+    log.log_metrics({"best_value": best["value"], "best_k": best["k"], "best_n": best["n"],
+                     "finished_trials": best["finished_trials"], "pruned_trials": best["pruned_trials"]})
+    log.log_artifact(paths.tune_dir / "best.yaml")
+    log.log_artifact(paths.tune_dir / "plots", "plots")
+    return best
+
+
+def run(params: Params, paths: Paths, *, storage: str | None = None, n_workers: int = 1,
+        n_trials: int | None = None) -> dict[str, Any]:
+    tune = params.tune
+    total = tune.n_trials if n_trials is None else n_trials
+    if total < 1 or n_workers < 1:
+        raise BatchoutError(f"tune: n_trials={total}, n_workers={n_workers}; allowed: integers >= 1")
+    tracking.configure(tracking.repo_root(paths.root))  # fails fast on an unreachable server
+    meta = load_meta(paths.prepared(tune.dataset))
+    spec = tuning.storage_spec(storage or tune.storage, paths.tune_dir / JOURNAL)
+    study = tuning.open_study(study_name(params, meta["sha256"]), spec, tune)
+    for number in tuning.fail_stale_trials(study):  # its worker died: close its MLflow run too
+        tracking.mark_stale_runs(experiment(params), child_run_name(study.study_name, number), None)
+    quotas = tuning.split_quota(total - tuning.finished_count(study), n_workers)
+    resume = study.user_attrs.get(PARENT_KEY)
+    tags = {**tracking.run_tags(paths.root), "optuna.study": study.study_name, "optuna.objective": tune.objective}
+    with tracking.start_run(experiment(params), tune.study_name, resume_run_id=resume, tags=tags) as log:
+        if log.run_id != resume:
+            study.set_user_attr(PARENT_KEY, log.run_id)
+            log.log_params({**tracking.flatten(tune.model_dump(mode="json", exclude={"n_trials", "storage"})),
+                            "study": study.study_name})
+        log.log_metrics({"n_trials": total, "n_workers": n_workers})
+        _search(params, paths, study, spec, quotas, total, log.run_id)
+        return _finish(params, paths, study, log)

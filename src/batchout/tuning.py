@@ -1,0 +1,394 @@
+"""Optuna plumbing for the search over BatchOut's k and n: the only module that imports optuna.
+
+Usage: ``study = open_study(name, storage_spec(None, Path("tune/optuna.journal")), params.tune)``;
+``optimize(study, params.tune, trial_fn, quota=6, total=6)``; ``summarize(study, params.tune)``
+
+``trial_fn(ctx: TrialContext) -> (clean_acc, robust_acc)`` trains one configuration; it calls
+``ctx.report(epoch, value)`` after every epoch, which raises :data:`TrialPruned` when the pruner
+stops the trial. Callers never touch optuna objects.
+
+Storage. By default a journal file (``JournalStorage(JournalFileBackend(path))``): it appends
+records under a file lock, so several local worker processes can share it safely. SQLite would
+serialise every writer and fail with "database is locked" under concurrent workers, so it is
+not the default. Any SQLAlchemy URL (``postgresql://user:password@host:5432/optuna``) opens an
+``RDBStorage`` with heartbeats, for workers on many machines.
+
+Dead workers. ``RDBStorage`` records a heartbeat every ``HEARTBEAT_INTERVAL_S`` and Optuna fails a
+trial whose heartbeat is older than ``GRACE_PERIOD_S``, re-queueing it (same k, n) up to
+``MAX_RETRY`` times. The journal storage has no heartbeat support in Optuna 5, so this module
+writes its own (a user attribute refreshed by a thread while the trial runs) and
+:func:`fail_stale_trials`, called when a study is (re)opened, fails and re-queues RUNNING trials
+whose last heartbeat is older than the grace period.
+
+Pruning. Single-objective studies report one value per epoch and prune with MedianPruner (default),
+HyperbandPruner, or none. Multi-objective ("pareto") studies cannot be pruned: Optuna's
+``Trial.report`` raises NotImplementedError for them, so reports are skipped there.
+
+Many machines (one study, workers everywhere):
+  1. Create a PostgreSQL database reachable from every machine; install its driver
+     (``pip install psycopg2-binary``) on each.
+  2. Give every machine the same code, params.yaml and prepared data (``dvc pull``), and the same
+     MLflow server: ``export MLFLOW_TRACKING_URI=http://mlflow-host:5000``.
+  3. On each machine run ``python -m pipeline.tune --storage postgresql://user:pw@db-host/optuna
+     --n-workers N`` (or set ``tune.storage``). Every worker stops once the study holds
+     ``tune.n_trials`` finished (complete or pruned) trials. Workers that start together may
+     overshoot by at most one trial each; a machine that starts after the end only rewrites
+     ``tune/best.yaml`` and the plots. Rerunning anywhere resumes the same study.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
+from optuna.samplers import TPESampler
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.study import MaxTrialsCallback, Study
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from batchout.config import TuneParams
+from batchout.errors import BatchoutError
+
+# Heartbeats, retries and multi-worker sampling are "experimental" in Optuna; we use them on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+log = logging.getLogger(__name__)
+
+TrialPruned = optuna.TrialPruned
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_KEY = "heartbeat_unix_s"
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120  # 4 missed heartbeats: a trial that long silent belongs to a dead worker
+MAX_RETRY = 2  # a trial whose worker died is re-queued (same k, n) at most this many times
+PARETO_CLEAN_SLACK = 0.02  # pareto pick: within 2 accuracy points of the best clean accuracy
+TrialFn = Callable[["TrialContext"], tuple[float, float]]
+
+
+# ---------------------------------------------------------------- storage
+def _is_url(spec: str) -> bool:
+    return "://" in spec
+
+
+def storage_spec(url: str | None, default_journal: Path) -> str:
+    """What every worker reopens: an SQLAlchemy URL as given, else an absolute journal file path."""
+    if url and _is_url(url):
+        return url
+    return str(Path(url or default_journal).resolve())
+
+
+def _safe(url: str) -> str:
+    """The URL with its password masked, for error messages."""
+    head, sep, tail = url.partition("://")
+    creds, at, host = tail.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{head}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def open_storage(spec: str) -> BaseStorage:
+    """A journal file storage for a path, an ``RDBStorage`` with heartbeats for a URL."""
+    if not _is_url(spec):
+        Path(spec).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(spec))
+    try:
+        return RDBStorage(
+            spec, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
+            # Optuna 5 name of the retry hook (``failed_trial_callback`` is deprecated since 4.9).
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            engine_kwargs=None if spec.startswith("sqlite") else {"pool_pre_ping": True},
+        )
+    except Exception as err:  # SQLAlchemy: unknown dialect, missing driver, unreachable server
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise BatchoutError(
+            f"tune.storage: cannot open {_safe(spec)!r} ({first}); allowed: a journal file path or an "
+            "SQLAlchemy URL such as postgresql://user:password@host/db"
+        ) from None
+
+
+def _has_heartbeat(study: Study) -> bool:
+    # Optuna offers no public accessor; RDB storages come wrapped in a cache that forwards this call.
+    interval = getattr(study._storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
+# ---------------------------------------------------------------- sampler, pruner, study
+def startup_trials(n_trials: int) -> int:
+    """Random trials before TPE/the pruner kick in: a third of the budget, 1 to 5 of them (Optuna's
+    defaults of 10 and 5 would leave a 6-trial study purely random and unpruned)."""
+    return max(1, min(5, n_trials // 3))
+
+
+def make_sampler(tune: TuneParams, worker: int = 0, offset: int = 0) -> TPESampler:
+    """Seeded TPE. Each worker and each resumption gets its own seed (``sampler_seed + 1000 *
+    worker + offset``, offset = trials already in the study): equal seeds would replay the same
+    random proposals and waste trials on duplicates. ``constant_liar`` keeps parallel workers
+    from proposing the point another worker is running."""
+    return TPESampler(seed=tune.sampler_seed + 1000 * worker + offset, n_startup_trials=startup_trials(tune.n_trials),
+                      multivariate=True, constant_liar=True)
+
+
+def make_pruner(tune: TuneParams) -> BasePruner:
+    if tune.objective == "pareto" or tune.pruner == "none":  # multi-objective studies cannot prune
+        return NopPruner()
+    if tune.pruner == "hyperband":
+        return HyperbandPruner(min_resource=1, max_resource=tune.epochs, reduction_factor=3)
+    return MedianPruner(n_startup_trials=startup_trials(tune.n_trials), n_warmup_steps=0)
+
+
+def directions(tune: TuneParams) -> list[str]:
+    """``pareto`` maximises (clean, robust) accuracy; every other objective is one maximised number."""
+    return ["maximize", "maximize"] if tune.objective == "pareto" else ["maximize"]
+
+
+def open_study(name: str, spec: str, tune: TuneParams, *, worker: int = 0,
+               pruner: BasePruner | None = None) -> Study:
+    """Create the study, or load it with every trial kept when it exists (resume)."""
+    study = optuna.create_study(storage=open_storage(spec), study_name=name, load_if_exists=True,
+                                directions=directions(tune), pruner=pruner or make_pruner(tune),
+                                sampler=make_sampler(tune))
+    wanted = [d.upper() for d in directions(tune)]
+    if [d.name for d in study.directions] != wanted:
+        raise BatchoutError(f"tune.study_name: study {name!r} in this storage optimises "
+                            f"{len(study.directions)} objective(s), tune.objective {tune.objective!r} needs "
+                            f"{len(wanted)}; choose another study_name")
+    study.sampler = make_sampler(tune, worker, offset=len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def finished_count(study: Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def split_quota(remaining: int, n_workers: int) -> list[int]:
+    """Trials per worker, summing to ``remaining`` exactly, so N workers never overshoot."""
+    base, extra = divmod(max(remaining, 0), n_workers)
+    return [base + (i < extra) for i in range(n_workers)]
+
+
+# ---------------------------------------------------------------- dead workers
+def _last_alive(trial: FrozenTrial) -> float:
+    start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    return max(start, float(trial.user_attrs.get(HEARTBEAT_KEY, 0.0)))
+
+
+def fail_stale_trials(study: Study, grace_s: float = GRACE_PERIOD_S, now: float | None = None) -> list[int]:
+    """Fail RUNNING trials silent for ``grace_s`` seconds and re-queue their k, n; return their numbers.
+
+    For heartbeat storages (RDB) Optuna does this itself; we only trigger it now."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if _has_heartbeat(study):
+        optuna.storages.fail_stale_trials(study)
+        return sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                      if t.number in running)
+    now = time.time() if now is None else now
+    failed = []
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    for trial in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
+        if now - _last_alive(trial) < grace_s:
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # its worker finished it meanwhile: not stale after all
+            continue
+        failed.append(trial.number)
+        retry(study, study.get_trials(deepcopy=True)[trial.number])
+        log.warning("trial %d: no heartbeat for %.0f s; marked FAIL and re-queued", trial.number,
+                    now - _last_alive(trial))
+    return failed
+
+
+@contextmanager
+def _heartbeat(trial: Trial, enabled: bool, interval_s: float = HEARTBEAT_INTERVAL_S) -> Iterator[None]:
+    """Refresh the trial's heartbeat attribute every ``interval_s`` seconds while the body runs."""
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            trial.set_user_attr(HEARTBEAT_KEY, time.time())
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()  # before Optuna finishes the trial: a late write would hit a finished trial
+
+
+# ---------------------------------------------------------------- objective
+@dataclass
+class TrialContext:
+    """What one trial's training sees: its number, k and n, and a per-epoch report hook."""
+
+    number: int
+    k: float
+    n: float
+    single_objective: bool
+    _trial: Trial = field(repr=False)
+
+    def report(self, epoch: int, value: float, *, can_prune: bool = True) -> None:
+        """Record the epoch's value; raise :data:`TrialPruned` when the pruner stops the trial.
+        Skipped for pareto studies (Optuna cannot prune multi-objective studies). Pass
+        ``can_prune=False`` after the last epoch: a finished trial is worth keeping as COMPLETE."""
+        if not self.single_objective:
+            return
+        self._trial.report(float(value), epoch)
+        if can_prune and self._trial.should_prune():
+            raise TrialPruned(f"trial {self.number} pruned after epoch {epoch} (value {value:.4f})")
+
+    def set_attrs(self, **attrs: Any) -> None:
+        for key, value in attrs.items():
+            self._trial.set_user_attr(key, value)
+
+
+def objective_value(tune: TuneParams, clean: float, robust: float) -> float | tuple[float, float]:
+    if tune.objective == "robust":
+        return robust
+    if tune.objective == "clean":
+        return clean
+    if tune.objective == "mix":
+        return tune.mix_weight * robust + (1.0 - tune.mix_weight) * clean
+    return clean, robust
+
+
+def suggest(trial: Trial, tune: TuneParams) -> tuple[float, float]:
+    k = trial.suggest_float("k", tune.k.low, tune.k.high, log=tune.k.log)
+    n = trial.suggest_float("n", tune.n.low, tune.n.high, log=tune.n.log)
+    return k, n
+
+
+def make_objective(tune: TuneParams, trial_fn: TrialFn, heartbeat: bool) -> Callable[[Trial], Any]:
+    def objective(trial: Trial) -> float | tuple[float, float]:
+        k, n = suggest(trial, tune)
+        ctx = TrialContext(trial.number, k, n, tune.objective != "pareto", trial)
+        with _heartbeat(trial, heartbeat):
+            clean, robust = trial_fn(ctx)
+        ctx.set_attrs(clean_acc=float(clean), robust_acc=float(robust))
+        return objective_value(tune, clean, robust)
+
+    return objective
+
+
+def optimize(study: Study, tune: TuneParams, trial_fn: TrialFn, *, quota: int, total: int) -> None:
+    """Run up to ``quota`` trials here, stopping early once the study holds ``total`` finished ones
+    (other workers count too)."""
+    if quota <= 0:
+        return
+    stop_at_total = MaxTrialsCallback(total, states=FINISHED)
+    study.optimize(make_objective(tune, trial_fn, heartbeat=not _has_heartbeat(study)), n_trials=quota,
+                   callbacks=[stop_at_total])
+
+
+def run_processes(target: Callable[..., None], args: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Start one spawned process per argument tuple, wait for all, return their exit codes.
+    Spawn (not fork): a forked child would inherit torch's thread pools and open storage handles."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=a, name=f"tune-worker-{i}") for i, a in enumerate(args)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return [p.exitcode if p.exitcode is not None else -1 for p in procs]
+
+
+# ---------------------------------------------------------------- results
+def pareto_pick(points: Sequence[tuple[float, float]], slack: float = PARETO_CLEAN_SLACK) -> int:
+    """Index of the (clean, robust) point with the best robust accuracy among those within ``slack``
+    of the best clean accuracy (ties: higher clean, then the earlier point)."""
+    if not points:
+        raise BatchoutError("tune: the Pareto front is empty; no trial completed")
+    best_clean = max(c for c, _ in points)
+    ok = [i for i, (c, _) in enumerate(points) if c >= best_clean - slack - 1e-12]
+    return max(ok, key=lambda i: (points[i][1], points[i][0], -i))
+
+
+def _row(t: FrozenTrial) -> dict[str, Any]:
+    return {"trial": t.number, "k": float(t.params["k"]), "n": float(t.params["n"]),
+            "clean_acc": float(t.user_attrs.get("clean_acc", float("nan"))),
+            "robust_acc": float(t.user_attrs.get("robust_acc", float("nan")))}
+
+
+def summarize(study: Study, tune: TuneParams) -> dict[str, Any]:
+    """The content of ``tune/best.yaml``: best k, n, value, objective, trial counts (+ front)."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in FINISHED}
+    if counts["complete"] == 0:
+        raise BatchoutError(f"tune: study {study.study_name!r} has no complete trial; rerun to continue it")
+    front: list[dict[str, Any]] = []
+    if tune.objective == "pareto":
+        front_trials = sorted(study.best_trials, key=lambda t: t.number)
+        best = front_trials[pareto_pick([(t.values[0], t.values[1]) for t in front_trials])]
+        value = float(best.values[1])  # the pick's robust accuracy
+        front = [_row(t) for t in front_trials]
+    else:
+        best = study.best_trial
+        value = float(best.value)
+    out = {**_row(best), "value": value, "objective": tune.objective, "study": study.study_name,
+           "finished_trials": counts["complete"] + counts["pruned"], "complete_trials": counts["complete"],
+           "pruned_trials": counts["pruned"]}
+    if front:
+        out["front"] = front
+    return out
+
+
+# ---------------------------------------------------------------- plots
+def _plots(study: Study, tune: TuneParams) -> dict[str, Callable[[], Any]]:
+    """File stem -> a call drawing it with optuna.visualization.matplotlib (plotly is not needed)."""
+    import optuna.visualization.matplotlib as vm
+
+    multi = tune.objective == "pareto"
+    # Pareto studies have two values; the single-target plots show the robust accuracy.
+    tgt: dict[str, Any] = {"target": (lambda t: t.values[1]), "target_name": "robust accuracy"} if multi else {}
+    plots: dict[str, Callable[[], Any]] = {
+        "optimization_history": lambda: vm.plot_optimization_history(study, **tgt),
+        "slice_k_n": lambda: vm.plot_slice(study, params=["k", "n"], **tgt),
+    }
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:  # fewer: nothing to compare
+        plots["contour_k_n"] = lambda: vm.plot_contour(study, params=["k", "n"], **tgt)
+        # Optuna 5's default importance evaluator (PED-ANOVA) assumes an explicit target is minimised.
+        neg = {"target": (lambda t: -t.values[1]), "target_name": "robust accuracy"} if multi else {}
+        plots["param_importances"] = lambda: vm.plot_param_importances(study, **neg)
+    if multi:
+        plots["pareto_front"] = lambda: vm.plot_pareto_front(
+            study, target_names=["clean accuracy", "robust accuracy"])
+    return plots
+
+
+def save_plots(study: Study, tune: TuneParams, out_dir: Path) -> list[Path]:
+    """Write the study's plots as PNGs into ``out_dir``; a plot that cannot be drawn is skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, draw in _plots(study, tune).items():
+        try:
+            ax = draw()
+        except (ValueError, RuntimeError, ArithmeticError) as err:  # e.g. importances of constant values
+            log.warning("tune plot %s skipped: %s", stem, err)
+            continue
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+        fig.set_size_inches(max(fig.get_figwidth(), 6.4), max(fig.get_figheight(), 4.8))
+        path = out_dir / f"{stem}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
