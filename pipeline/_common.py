@@ -56,10 +56,10 @@ def run_cli(target: Callable[..., Any] | typer.Typer) -> None:
     cmd = target if isinstance(target, typer.Typer) else _single(target)
     try:
         code = typer.main.get_command(cmd).main(standalone_mode=False, prog_name=_prog())
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         print("error: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as err:
+    except (click.ClickException, typer._click.exceptions.ClickException) as err:  # typer vendors click
         print(f"error: {' '.join(err.format_message().split())}", file=sys.stderr)
         sys.exit(err.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from batchout.paths import Paths
-from batchout.stages.report import run
-from pipeline._common import PARAMS_OPTION, load, stage_command
+from pipeline._common import PARAMS_OPTION, load, run_cli, stage_command
 
 
 @stage_command
 def command(params: Path = PARAMS_OPTION) -> None:
+    from batchout.stages.report import run  # heavy (torch, mlflow): imported only when the command runs
+
     doc = run(load(params), Paths())
     flagged = sum(len(g["suspected_gradient_masking"]) for g in doc["groups"])
     print(f"report: {len(doc['groups'])} groups, {flagged} flagged for gradient masking -> "
@@ -23,4 +22,4 @@ def command(params: Path = PARAMS_OPTION) -> None:
 
 
 if __name__ == "__main__":
-    typer.run(command)
+    run_cli(command)

@@ -247,7 +247,8 @@ class SearchRange(Strict):
 
 class TuneParams(Strict):
     """Optuna search over BatchOut's k and n for one data set and model; the rest of the training
-    settings (optimizer, schedule, batch size) come from the train section."""
+    settings (optimizer, schedule, batch size) come from the train section. ``pruner`` applies to
+    single-objective studies only: Optuna cannot prune multi-objective ones, so ``pareto`` never prunes."""
 
     dataset: str = "mnist"
     model: Literal[MODELS] = "lenet"  # type: ignore[valid-type]

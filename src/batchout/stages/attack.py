@@ -62,7 +62,7 @@ def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
         "run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method,
         "seed": spec.seed, "n_examples": len(y), "clean_acc": grid["clean_acc"], "eps": eps,
         "robust_acc": {atk: {eps_key(e): acc for e, acc in zip(eps, accs, strict=True)}
-                       for atk, accs in grid["robust_acc"].items()},
+                       for atk, accs in {**grid["robust_acc"], "worst": grid["worst_acc"]}.items()},
         "checks": checks, "seconds": round(time.perf_counter() - started, 2),
     }
     write_json(paths.attack_metrics(name), result)

@@ -109,7 +109,9 @@ def _final_metrics(model: torch.nn.Module, cfg: RunConfig, device: torch.device,
 
 def _log_artifacts(log: tracking.RunLogger, paths: Paths, cfg: RunConfig, model: torch.nn.Module,
                    state: TrainState, final: dict[str, Any]) -> None:
-    log.log_metrics({k: v for k, v in final.items() if isinstance(v, int | float)})
+    # Per-epoch curves own the plain names (val_acc has one point per epoch); finals get a prefix.
+    log.log_metrics({(k if k == "test_acc" else f"final_{k}"): v for k, v in final.items()
+                     if isinstance(v, int | float)})
     png = paths.model_dir(cfg.name) / "curves.png"
     plot_training_curves(state.history, png, title=cfg.name)
     log.log_artifact(png, "plots")
