@@ -59,20 +59,23 @@ def _meta(shape: tuple[int, int, int]) -> dict[str, Any]:
     return {"shape": list(shape), "num_classes": 10, "mean": [0.5] * c, "std": [0.25] * c}
 
 
-def project_images_per_s(cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, repeats: int) -> float:
+def project_images_per_s(cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, repeats: int,
+                         device: torch.device) -> float:
     torch.manual_seed(0)
-    model = build_model(cfg, _meta(tuple(x.shape[1:])))
+    model = build_model(cfg, _meta(tuple(x.shape[1:]))).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg.schedule, len(y) // cfg.batch_size, 1 + repeats)
-    split = Split(x, y)
-    train_epoch(model, split, cfg, opt, sched, torch.device("cpu"))  # warm-up epoch
+    split = Split(x.to(device), y.to(device))
+    train_epoch(model, split, cfg, opt, sched, device)  # warm-up epoch
     best = 0.0
     for _ in range(repeats):
-        best = max(best, train_epoch(model, split, cfg, opt, sched, torch.device("cpu"))["images_per_s"])
+        best = max(best, train_epoch(model, split, cfg, opt, sched, device)["images_per_s"])
     return best
 
 
-def plain_images_per_s(cfg: RunConfig, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
+def plain_images_per_s(cfg: RunConfig, x: np.ndarray, y: np.ndarray, repeats: int, device: torch.device) -> float:
     torch.manual_seed(0)
     c, h, _ = x.shape[1:]
     steps: list[Any] = []
@@ -82,36 +85,43 @@ def plain_images_per_s(cfg: RunConfig, x: np.ndarray, y: np.ndarray, repeats: in
         steps.append(transforms.RandomHorizontalFlip())
     tf = transforms.Compose(steps + [transforms.ToTensor()])
     loader = DataLoader(PilDataset(x, y, tf), batch_size=cfg.batch_size, shuffle=True, drop_last=True)
-    model = build_model(cfg, _meta((c, h, h)))
+    model = build_model(cfg, _meta((c, h, h))).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
     best = 0.0
     for rep in range(repeats + 1):
         start, seen = time.perf_counter(), 0
         for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
             loss = torch.nn.functional.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             seen += len(yb)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         if rep:  # the first pass is a warm-up
             best = max(best, seen / (time.perf_counter() - start))
     return best
 
 
-def run(images: int = 4096, repeats: int = 3) -> list[dict[str, Any]]:
+def run(images: int = 4096, repeats: int = 3, device: str = "cpu") -> list[dict[str, Any]]:
+    dev = torch.device(device)
     rng = np.random.default_rng(0)
     rows = []
-    for name, (model, kwargs, shape, pad, flip) in SETUPS.items():
+    setups = dict(SETUPS)
+    if dev.type == "cuda":  # the seed's full-size network: only worth timing on a GPU
+        setups["resnet_bottleneck(9,9,9)/cifar-shape"] = ("resnet_bottleneck", {}, (3, 32, 32), 4, True)
+    for name, (model, kwargs, shape, pad, flip) in setups.items():
         x_np = rng.integers(0, 256, size=(images, *shape), dtype=np.uint8)
         y_np = rng.integers(0, 10, size=images, dtype=np.int64)
         x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
         base = _config(model, kwargs, pad, flip)
-        ours = project_images_per_s(base, x, y, repeats)
-        plain = plain_images_per_s(base, x_np, y_np, repeats)
+        ours = project_images_per_s(base, x, y, repeats, dev)
+        plain = plain_images_per_s(base, x_np, y_np, repeats, dev)
         row = {"setup": name, "project_img_s": round(ours), "plain_img_s": round(plain),
                "speedup": round(ours / plain, 2)}
         for method in ("batchout", "batchout_final"):
-            with_layer = project_images_per_s(_config(model, kwargs, pad, flip, method), x, y, repeats)
+            with_layer = project_images_per_s(_config(model, kwargs, pad, flip, method), x, y, repeats, dev)
             row[f"{method}_overhead"] = round(ours / with_layer - 1.0, 3)  # extra step time, fraction
         rows.append(row)
     return rows
@@ -121,8 +131,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    rows = run(args.images, args.repeats)
+    rows = run(args.images, args.repeats, args.device)
     print(f"torch threads: {torch.get_num_threads()}")
     for r in rows:
         print(r)

@@ -9,8 +9,6 @@ Accuracies are fractions in [0, 1] everywhere and shown as percentages.
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 import re
 import statistics
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchout.config import METHODS, RunSpec
+from batchout.report_render import Block, to_html, to_markdown  # noqa: F401 (re-exported)
 
 MAIN_ATTACK = "pgd"
 TABLE_ATTACKS = ("pgd", "fgsm", "worst")  # PGD is our main attack; the paper reports FGSM
@@ -42,7 +41,7 @@ PAPER: dict[str, dict[str, Any]] = {
 # quantity "clean" = test accuracy, "pgd" = our main attack at eps, None = the seed does not say.
 SEED_RESULTS = (("cifar3", "resnet_bottleneck", "clean", None, 90.66, 90.86),
                 ("cifar3", "resnet_bottleneck", MAIN_ATTACK, 5 / 255, 58.0, 64.0),
-                ("cifar10", "resnet_bottleneck", None, None, 78.3, 85.2))
+                ("cifar10", "resnet_bottleneck", "clean", None, 78.3, 85.2))  # test accuracy per the notes
 
 
 @dataclass(frozen=True)
@@ -190,13 +189,6 @@ def eps_label(eps: float) -> str:
     return f"{k}/255" if 0 < k <= 16 and abs(eps * 255 - k) < 1e-4 else f"{eps:g}"
 
 
-@dataclass(frozen=True)
-class Block:
-    kind: str  # "h2" | "h3" | "p" | "list" | "table" | "img"
-    text: str = ""
-    items: tuple[Any, ...] = ()  # list items, or (header, *rows) for a table
-
-
 def _group_title(g: Group) -> str:
     return g.title + (" ⚠ suspected gradient masking" if g.flagged() else "")
 
@@ -337,49 +329,3 @@ def summary(groups: Sequence[Group], factor: float) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- rendering
-def _md_cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(title: str, blocks: Sequence[Block]) -> str:
-    out = [f"# {title}", ""]
-    for b in blocks:
-        if b.kind in ("h2", "h3"):
-            out += ["#" * int(b.kind[1]) + " " + b.text, ""]
-        elif b.kind == "p":
-            out += [b.text, ""]
-        elif b.kind == "list":
-            out += [f"- {item}" for item in b.items] + [""]
-        elif b.kind == "table":
-            header, *rows = b.items
-            out += ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
-            out += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows] + [""]
-        elif b.kind == "img":
-            out += [f"![{b.text}]({b.items[0]})", ""]
-    return "\n".join(out)
-
-
-_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;"
-        "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#eee}")
-
-
-def to_html(title: str, blocks: Sequence[Block], images: dict[str, bytes]) -> str:
-    """A self-contained page: ``images[file name]`` (PNG bytes) are embedded as data URIs."""
-    e = html.escape
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
-           f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]
-    for b in blocks:
-        if b.kind in ("h2", "h3", "p"):
-            out.append(f"<{b.kind}>{e(b.text)}</{b.kind}>")
-        elif b.kind == "list":
-            out.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in b.items) + "</ul>")
-        elif b.kind == "table":
-            header, *rows = b.items
-            out.append("<table><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in header) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-                       + "</table>")
-        elif b.kind == "img":
-            data = base64.b64encode(images[b.items[0]]).decode("ascii")
-            out.append(f"<p><img alt='{e(b.text)}' src='data:image/png;base64,{data}'></p>")
-    return "\n".join(out + ["</body></html>", ""])

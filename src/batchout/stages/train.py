@@ -8,6 +8,7 @@ kill continues from it (same MLflow run) and ends with the same metrics as an un
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
         _write_outputs(paths, cfg, model, meta, state, final)
         _log_artifacts(log, paths, cfg, model, state, final)
     ckpt_path.unlink(missing_ok=True)  # the finished model supersedes the checkpoint
+    with contextlib.suppress(OSError):  # the run's folder, when empty
+        ckpt_path.parent.rmdir()
     return final
 
 

@@ -1,0 +1,58 @@
+"""The command line: help works, and every user error is one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+
+def _run(args: list[str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_help_lists_every_stage(repo_root):
+    done = _run(["pipeline.cli", "--help"], repo_root)
+    assert done.returncode == 0
+    for stage in ("prepare", "train", "attack", "tune", "report"):
+        assert stage in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["pipeline.train"], "Missing argument"),
+        (["pipeline.train", "x", "--bogus"], "No such option"),
+        (["pipeline.cli", "train", "mnist-lenet-standard-s0", "--params", "nope.yaml"], "params: file 'nope.yaml'"),
+        (["pipeline.attack", "no-such-run"], "run: unknown value 'no-such-run'; allowed:"),
+    ],
+)
+def test_usage_and_input_errors_are_one_line(repo_root, args, expect):
+    assert expect in _one_line_error(_run(args, repo_root))
+
+
+def test_bad_params_file_names_the_key(tmp_path, repo_root):
+    doc = yaml.safe_load((repo_root / "params.yaml").read_text())
+    doc["train"]["optimizer"]["lr"] = -1
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    msg = _one_line_error(_run(["pipeline.train", "mnist-lenet-standard-s0", "--params", str(bad)], repo_root))
+    assert "train.optimizer.lr" in msg and "greater than 0" in msg
+    assert not (tmp_path / "models").exists()
+
+
+def test_not_yaml_at_all(tmp_path, repo_root):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    msg = _one_line_error(_run(["pipeline.report", "--params", str(bad)], repo_root))
+    assert "is not valid YAML" in msg
