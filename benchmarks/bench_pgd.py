@@ -23,21 +23,13 @@ from torch import nn
 
 from batchout.attacks import create_attack
 from batchout.evaluate import robust_grid
-
-
-class Normalize(nn.Module):
-    def __init__(self, mean: float, std: float) -> None:
-        super().__init__()
-        self.mean, self.std = mean, std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+from batchout.models.common import Normalize
 
 
 def lenet() -> nn.Module:
     """LeNet-like MNIST classifier: two 5x5 conv + pool blocks, two dense layers, [0, 1] input."""
     return nn.Sequential(
-        Normalize(0.1307, 0.3081),
+        Normalize([0.1307], [0.3081]),
         nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 10),

@@ -89,3 +89,12 @@ def tiny_project(tmp_path, monkeypatch, real_params):
     paths = Paths(tmp_path)
     prepare(params.data, "mnist", paths)
     return params, paths
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: thread hand-offs cost more than the arithmetic, worse on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

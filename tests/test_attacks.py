@@ -15,19 +15,11 @@ from batchout.attacks.pgd_dlr import cw_loss, dlr_loss
 from batchout.attacks.square import p_selection
 from batchout.config import ATTACKS
 from batchout.errors import BatchoutError
+from batchout.models.common import Normalize
 
 FAST = {"square": {"n_queries": 200}}  # the paper's 1000 queries are not needed on 8x8 blobs
 
 
-class Normalize(nn.Module):
-    """First layer of every model: the attacks see [0, 1] pixels, the network sees z-scores."""
-
-    def __init__(self, mean: float, std: float) -> None:
-        super().__init__()
-        self.mean, self.std = mean, std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 def blobs(n: int, classes: int = 3, channels: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +39,7 @@ def train_tiny(classes: int = 3, channels: int = 1) -> tuple[nn.Module, torch.Te
     torch.manual_seed(0)
     x, y = blobs(600, classes, channels)
     model = nn.Sequential(
-        Normalize(0.5, 0.25), nn.Flatten(), nn.Linear(64 * channels, 32), nn.ReLU(), nn.Linear(32, classes)
+        Normalize([0.5], [0.25]), nn.Flatten(), nn.Linear(64 * channels, 32), nn.ReLU(), nn.Linear(32, classes)
     )
     params = list(model.parameters())
     velocity = [torch.zeros_like(p) for p in params]
@@ -60,13 +52,7 @@ def train_tiny(classes: int = 3, channels: int = 1) -> tuple[nn.Module, torch.Te
     return model, x[400:], y[400:]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: thread hand-offs cost more than the arithmetic, worse on a busy 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

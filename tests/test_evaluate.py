@@ -15,19 +15,13 @@ from torch import nn
 from batchout.config import Checks
 from batchout.errors import BatchoutError
 from batchout.evaluate import robust_grid, sanity_checks
+from batchout.models.common import Normalize
 
 EPS = [0.0, 0.15, 0.35]
 ATTACKS = {"fgsm": {}, "pgd": {"steps": 10}, "square": {"n_queries": 100}}
 CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1)
 
 
-class Normalize(nn.Module):
-    def __init__(self, mean: float, std: float) -> None:
-        super().__init__()
-        self.mean, self.std = mean, std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 class ZeroGradient(nn.Module):
@@ -54,13 +48,7 @@ def blobs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return img.clamp(0, 1)[:, None], y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: thread hand-offs cost more than the arithmetic, worse on a busy 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +56,7 @@ def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A Normalize-first MLP fitted to blobs (full-batch SGD, a fraction of a second), 200 test images."""
     torch.manual_seed(0)
     x, y = blobs(600)
-    model = nn.Sequential(Normalize(0.5, 0.25), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    model = nn.Sequential(Normalize([0.5], [0.25]), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
     params = list(model.parameters())
     velocity = [torch.zeros_like(p) for p in params]
     for _ in range(150):
