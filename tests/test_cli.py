@@ -56,3 +56,13 @@ def test_not_yaml_at_all(tmp_path, repo_root):
     bad.write_text("train: [unclosed\n")
     msg = _one_line_error(_run(["pipeline.report", "--params", str(bad)], repo_root))
     assert "is not valid YAML" in msg
+
+
+def test_ui_serves_the_project_store(tmp_path, monkeypatch):
+    from pipeline.ui import ui_argv
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    argv = ui_argv(tmp_path, "127.0.0.1", 5123)
+    assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    assert argv[argv.index("--default-artifact-root") + 1] == (tmp_path.resolve() / "mlruns" / "artifacts").as_uri()
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[-1] != "0.0.0.0"
