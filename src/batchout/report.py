@@ -71,7 +71,8 @@ class RunRecord:
         checks = self.attack.get("checks", {})
         if not checks.get("suspected_gradient_masking"):
             return None
-        return [k for k, ok in checks.items() if k != "suspected_gradient_masking" and ok is False]
+        # Only "<name>_ok" entries are checks; other booleans describe how a check ran.
+        return [k for k, ok in checks.items() if k.endswith("_ok") and ok is False]
 
 
 @dataclass

@@ -92,7 +92,8 @@ def _log(paths: Paths, name: str, result: dict[str, Any]) -> None:
     """Into the model's own training run, so the MLflow UI sorts runs by robustness."""
     train_metrics = paths.train_metrics(name)
     run_id = read_json(train_metrics).get("mlflow_run_id") if train_metrics.is_file() else None
-    tags = {f"check.{k}": ("pass" if v else "FAIL") for k, v in result["checks"].items() if isinstance(v, bool)}
+    # Only "<name>_ok" entries are pass/fail checks; other booleans describe how a check ran.
+    tags = {f"check.{k}": ("pass" if v else "FAIL") for k, v in result["checks"].items() if k.endswith("_ok")}
     tags["suspected_gradient_masking"] = str(result["checks"].get("suspected_gradient_masking", False))
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / f"robustness-{name}.png"
