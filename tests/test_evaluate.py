@@ -9,19 +9,16 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
+from tiny_models import train_tiny
 from torch import nn
 
 from batchout.config import Checks
 from batchout.errors import BatchoutError
 from batchout.evaluate import robust_grid, sanity_checks
-from batchout.models.common import Normalize
 
 EPS = [0.0, 0.15, 0.35]
 ATTACKS = {"fgsm": {}, "pgd": {"steps": 10}, "square": {"n_queries": 100}}
 CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1)
-
-
 
 
 class ZeroGradient(nn.Module):
@@ -36,36 +33,13 @@ class ZeroGradient(nn.Module):
         return self.inner(x.detach())
 
 
-def blobs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Three classes of jittered Gaussian blobs on 1x8x8 images, plus pixel noise, in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.tensor([[2.0, 2.0], [2.0, 5.5], [5.5, 3.5]])
-    y = torch.randint(0, 3, (n,), generator=g)
-    c = centres[y] + 0.6 * torch.randn(n, 2, generator=g)
-    r = torch.arange(8.0)
-    d2 = (r[None, :, None] - c[:, 0, None, None]) ** 2 + (r[None, None, :] - c[:, 1, None, None]) ** 2
-    img = torch.exp(-d2 / (2 * 1.5**2)) + 0.05 * torch.randn(n, 8, 8, generator=g)
-    return img.clamp(0, 1)[:, None], y
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A Normalize-first MLP fitted to blobs (full-batch SGD, a fraction of a second), 200 test images."""
-    torch.manual_seed(0)
-    x, y = blobs(600)
-    model = nn.Sequential(Normalize([0.5], [0.25]), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
-    params = list(model.parameters())
-    velocity = [torch.zeros_like(p) for p in params]
-    for _ in range(150):
-        grads = torch.autograd.grad(F.cross_entropy(model(x[:400]), y[:400]), params)
-        with torch.no_grad():
-            for p, v, g in zip(params, velocity, grads, strict=True):
-                v.mul_(0.9).add_(g)
-                p.sub_(0.05 * v)
-    return model, x[400:], y[400:]
+    return train_tiny()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -120,7 +119,3 @@ def _log_artifacts(log: tracking.RunLogger, paths: Paths, cfg: RunConfig, model:
     log.log_artifact(png, "plots")
     log.log_dict(cfg.model_dump(mode="json"), "config.json")
     log.log_model(model)
-
-
-def model_path(paths: Paths, name: str) -> Path:
-    return paths.model_dir(name) / "model.pt"
