@@ -21,6 +21,7 @@ from batchout.attacks.registry import create_attack
 from batchout.augment import crop_flip
 from batchout.config import RunConfig
 from batchout.device import autocast
+from batchout.distributed import SINGLE, Dist, unwrap
 from batchout.layers.batchout import batchout_labels
 from batchout.schedule import make_scheduler
 
@@ -66,17 +67,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> float:
+def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device, dist: Dist = SINGLE) -> float:
+    """Top-1 accuracy on ``split``; under DDP each rank scores its strided share and counts are summed."""
+    model = unwrap(model)
     was_training = model.training
     model.eval()
-    correct = 0
-    for i in range(0, len(split), batch_size):
-        x = to_float(split.x[i : i + batch_size].to(device, non_blocking=True))
+    rows = dist.shard(torch.arange(len(split), device=split.x.device))
+    x_all, y_all = (split.x, split.y) if not dist.active else (split.x[rows], split.y[rows])
+    counts = torch.zeros(2, device=device, dtype=torch.long)  # [correct, seen]
+    for i in range(0, len(y_all), batch_size):
+        x = to_float(x_all[i : i + batch_size].to(device, non_blocking=True))
         with autocast(device):
             logits = model(x)
-        correct += int((logits.argmax(1) == split.y[i : i + batch_size].to(device)).sum())
+        counts[0] += (logits.argmax(1) == y_all[i : i + batch_size].to(device)).sum()
+    counts[1] = len(y_all)
     model.train(was_training)
-    return correct / max(len(split), 1)
+    correct, seen = dist.all_sum(counts).tolist()
+    return correct / max(seen, 1)
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.SGD:
@@ -106,22 +113,23 @@ def train_epoch(
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
+    dist: Dist = SINGLE,
 ) -> dict[str, float]:
     model.train()
-    perm = torch.randperm(len(split), device=split.x.device)
+    # Under DDP every rank walks rank 0's permutation and takes a strided share of each global batch.
+    perm = dist.broadcast(torch.randperm(len(split), device=split.x.device))
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    counts = torch.zeros(2, device=device, dtype=torch.long)  # [correct, seen]
     start = time.perf_counter()
     # Drop the last partial batch: BatchOut's k*batch rows and batch statistics assume full batches.
     n_batches = max(len(split) // cfg.batch_size, 1)
     for b in range(n_batches):
-        idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        idx = dist.shard(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
         x = to_float(split.x[idx].to(device, non_blocking=True))
         y = split.y[idx].to(device, non_blocking=True)
         x = crop_flip(x, cfg.augment.crop_padding, cfg.augment.flip)
-        if cfg.method == "adversarial":
-            x = _adversarial_batch(model, x, y, cfg)
+        if cfg.method == "adversarial":  # on the plain module: the attack's backward must not all-reduce
+            x = _adversarial_batch(unwrap(model), x, y, cfg)
         with batchout_labels(model, y), autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -131,14 +139,15 @@ def train_epoch(
         sched.step()
         # Accumulate on-device; one host sync per epoch instead of one per step.
         loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
+        counts[0] += (logits.detach().argmax(1) == y).sum()
+        counts[1] += len(y)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    loss_total, (correct, seen) = float(dist.all_sum(loss_sum)), dist.all_sum(counts).tolist()
     return {
-        "train_loss": float(loss_sum) / seen,
-        "train_acc_running": int(correct) / seen,
+        "train_loss": loss_total / seen,
+        "train_acc_running": correct / seen,
         "lr": opt.param_groups[0]["lr"],
         "images_per_s": seen / seconds,
         "epoch_seconds": seconds,
@@ -156,9 +165,11 @@ def fit(
     device: torch.device,
     state: TrainState | None = None,
     on_epoch: EpochHook | None = None,
+    dist: Dist = SINGLE,
 ) -> TrainState:
     """Train ``cfg.epochs`` epochs from ``state`` (a fresh one if None). After each epoch,
-    ``on_epoch(epoch, metrics, state)`` may log, checkpoint, or raise to stop (Optuna pruning)."""
+    ``on_epoch(epoch, metrics, state)`` may log, checkpoint, or raise to stop (Optuna pruning).
+    ``model`` may be DDP-wrapped (see batchout.distributed); ``dist`` then names this process."""
     state = state or TrainState()
     opt = make_optimizer(model, cfg)
     steps = max(len(train) // cfg.batch_size, 1)
@@ -169,8 +180,8 @@ def fit(
     if state.rng is not None:
         set_rng_state(state.rng)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        metrics = train_epoch(model, train, cfg, opt, sched, device)
-        metrics["val_acc"] = accuracy(model, val, cfg.eval_batch_size, device)
+        metrics = train_epoch(model, train, cfg, opt, sched, device, dist)
+        metrics["val_acc"] = accuracy(model, val, cfg.eval_batch_size, device, dist)
         state.epoch = epoch
         state.history.append({"epoch": epoch, **metrics})
         state.optimizer, state.scheduler, state.rng = opt.state_dict(), sched.state_dict(), rng_state()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from batchout.checkpoint import build_model, fingerprint, load_checkpoint, save_
 from batchout.config import Params, RunConfig, resolve_run
 from batchout.data.loader import load_meta, load_split
 from batchout.device import resolve_device, seed_everything
+from batchout.distributed import Dist
 from batchout.errors import BatchoutError
 from batchout.io import write_csv, write_json
 from batchout.paths import Paths
@@ -43,12 +45,15 @@ def load_data(paths: Paths, dataset: str, device: torch.device) -> tuple[dict[st
     return meta, splits
 
 
-def _resume(paths: Paths, cfg: RunConfig, model: torch.nn.Module, fp: str) -> tuple[TrainState, str | None]:
-    ckpt = load_checkpoint(paths.checkpoint(cfg.name), fp)
+def _resume(paths: Paths, cfg: RunConfig, model: torch.nn.Module, fp: str,
+            dist: Dist) -> tuple[TrainState, str | None]:
+    # Rank 0 reads the checkpoint and sends it to the others, so nodes need no shared disk.
+    ckpt = dist.broadcast_object(load_checkpoint(paths.checkpoint(cfg.name), fp) if dist.is_main else None)
     if ckpt is None:
         return TrainState(), None
     model.load_state_dict(ckpt["model"])
-    state = TrainState(ckpt["epoch"], ckpt["history"], ckpt["optimizer"], ckpt["scheduler"], ckpt["rng"])
+    rng = ckpt["rng"] if dist.is_main else None  # other ranks keep their own (reseeded) streams
+    state = TrainState(ckpt["epoch"], ckpt["history"], ckpt["optimizer"], ckpt["scheduler"], rng)
     return state, ckpt["mlflow_run_id"]
 
 
@@ -59,50 +64,84 @@ def _write_outputs(paths: Paths, cfg: RunConfig, model: torch.nn.Module, meta: d
     write_csv(paths.train_curve(cfg.name), state.history)
 
 
-def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
+def _setup(params: Params, name: str, paths: Paths) -> tuple[RunConfig, torch.device, Dist]:
     tuned = read_tuned(paths) if name in params.train.tuned_runs else None
     cfg = resolve_run(params.train, name, tuned)
-    device = resolve_device(cfg.device)
-    tracking.configure(tracking.repo_root(paths.root))  # fails fast on an unreachable server
-    meta, (train, val, test) = load_data(paths, cfg.dataset, device)
+    dist, device = Dist.from_env(resolve_device(cfg.device))
+    dist.check_batch(cfg.batch_size)
+    if dist.is_main:
+        tracking.configure(tracking.repo_root(paths.root))  # fails fast on an unreachable server
+    return cfg, device, dist
+
+
+def _build(cfg: RunConfig, meta: dict[str, Any], device: torch.device, dist: Dist) -> torch.nn.Module:
     seed_everything(cfg.seed, cfg.deterministic, device)
     model = build_model(cfg, meta).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # NHWC convolutions are faster on tensor cores
-    fp = fingerprint(cfg, meta["sha256"])
-    state, run_id = _resume(paths, cfg, model, fp)
-    tracking.mark_stale_runs(cfg.dataset, cfg.name, keep_run_id=run_id)
+    if dist.rank:  # same initial weights (DDP copies rank 0's), independent crops, flips and partners
+        torch.manual_seed(cfg.seed + 7919 * dist.rank)
+    return model
+
+
+def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
+    """Train one run; under ``torchrun`` every rank calls this and rank 0 alone writes and logs."""
+    cfg, device, dist = _setup(params, name, paths)
+    try:
+        meta, splits = load_data(paths, cfg.dataset, device)
+        model = _build(cfg, meta, device, dist)
+        fp = fingerprint(cfg, meta["sha256"])
+        state, run_id = _resume(paths, cfg, model, fp, dist)
+        if not dist.is_main:
+            return _train(cfg, device, dist, model, splits, state)
+        tracking.mark_stale_runs(cfg.dataset, cfg.name, keep_run_id=run_id)
+        tags = {**tracking.run_tags(paths.root), "data_sha256": meta["sha256"].get("x_train.npy", ""),
+                "device": str(device), "method": cfg.method, "deterministic": str(cfg.deterministic),
+                "world_size": str(dist.world_size)}
+        with tracking.start_run(cfg.dataset, cfg.name, resume_run_id=run_id, tags=tags) as log:
+            if run_id is None:
+                log.log_params(cfg.model_dump(mode="json"))
+            final = _train(cfg, device, dist, model, splits, state, log, paths, fp)
+            final["mlflow_run_id"] = log.run_id
+            _write_outputs(paths, cfg, model, meta, state, final)
+            _log_artifacts(log, paths, cfg, model, state, final)
+        _drop_checkpoint(paths.checkpoint(cfg.name))
+        return final
+    finally:
+        dist.close()
+
+
+def _train(cfg: RunConfig, device: torch.device, dist: Dist, model: torch.nn.Module, splits: list[Split],
+           state: TrainState, log: tracking.RunLogger | None = None, paths: Paths | None = None,
+           fp: str = "") -> dict[str, Any]:
+    """Fit and score; with ``log`` (rank 0) each epoch is logged and checkpointed."""
+    train, val, test = splits
     started = time.perf_counter()
-    tags = {**tracking.run_tags(paths.root), "data_sha256": meta["sha256"].get("x_train.npy", ""),
-            "device": str(device), "method": cfg.method, "deterministic": str(cfg.deterministic)}
-    with tracking.start_run(cfg.dataset, cfg.name, resume_run_id=run_id, tags=tags) as log:
-        if run_id is None:
-            log.log_params(cfg.model_dump(mode="json"))
-        ckpt_path = paths.checkpoint(cfg.name)
 
-        def on_epoch(epoch: int, metrics: dict[str, float], st: TrainState) -> None:
+    def on_epoch(epoch: int, metrics: dict[str, float], st: TrainState) -> None:
+        if log is not None and paths is not None:
             log.log_epoch(epoch, metrics)
-            save_checkpoint(ckpt_path, model, st, fp, log.run_id)
+            save_checkpoint(paths.checkpoint(cfg.name), model, st, fp, log.run_id)
 
-        state = fit(model, train, val, cfg, device, state, on_epoch)
-        final = _final_metrics(model, cfg, device, train, val, test, state, time.perf_counter() - started)
-        final["mlflow_run_id"] = log.run_id
-        _write_outputs(paths, cfg, model, meta, state, final)
-        _log_artifacts(log, paths, cfg, model, state, final)
+    fit(dist.wrap(model, device), train, val, cfg, device, state, on_epoch, dist)
+    return _final_metrics(model, cfg, device, dist, splits, state, time.perf_counter() - started)
+
+
+def _drop_checkpoint(ckpt_path: Path) -> None:
     ckpt_path.unlink(missing_ok=True)  # the finished model supersedes the checkpoint
     with contextlib.suppress(OSError):  # the run's folder, when empty
         ckpt_path.parent.rmdir()
-    return final
 
 
-def _final_metrics(model: torch.nn.Module, cfg: RunConfig, device: torch.device, train: Split, val: Split,
-                   test: Split, state: TrainState, seconds: float) -> dict[str, Any]:
+def _final_metrics(model: torch.nn.Module, cfg: RunConfig, device: torch.device, dist: Dist,
+                   splits: list[Split], state: TrainState, seconds: float) -> dict[str, Any]:
     bs = cfg.eval_batch_size
     ips = [h["images_per_s"] for h in state.history]
+    train, val, test = (accuracy(model, s, bs, device, dist) for s in splits)
     return {
-        "train_acc": accuracy(model, train, bs, device),
-        "val_acc": accuracy(model, val, bs, device),
-        "test_acc": accuracy(model, test, bs, device),
+        "train_acc": train,
+        "val_acc": val,
+        "test_acc": test,
         "epochs": cfg.epochs,
         "wall_seconds": round(seconds, 3),
         "images_per_s": round(sum(ips) / max(len(ips), 1), 1),
