@@ -173,8 +173,8 @@ def test_sqlalchemy_url_opens_rdb_storage_with_heartbeats(tmp_path):
     params = make_params(n_trials=2, pruner="none")
     spec = tuning.storage_spec(f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path / "unused.journal")
     study = tuning.open_study("rdb", spec, params.tune)
-    assert tuning._has_heartbeat(study)  # Optuna's own heartbeat thread replaces ours
-    assert not tuning._has_heartbeat(tuning.open_study("j", journal(tmp_path), params.tune))
+    assert tuning.has_heartbeat(study)  # Optuna's own heartbeat thread replaces ours
+    assert not tuning.has_heartbeat(tuning.open_study("j", journal(tmp_path), params.tune))
     tuning.optimize(study, params.tune, synthetic(), quota=2, total=2)
     assert tuning.finished_count(tuning.open_study("rdb", spec, params.tune)) == 2
     assert all(tuning.HEARTBEAT_KEY not in t.user_attrs for t in study.trials)

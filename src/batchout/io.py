@@ -2,6 +2,11 @@
 either the old file or the new one, never a truncated one.
 
 Usage: ``write_json(path, {"acc": 0.9})``; ``sha256_file(path)``; ``with atomic_dir(out) as tmp: ...``
+
+A SIGKILL between creating a temp file and renaming it leaves the temp behind (no ``finally`` runs).
+Temp names carry their writer (``.<name>.<host>~<pid>.<random>.tmp``), and every atomic write first
+removes temps in its folder whose writer on this host is dead, so output folders (DVC outs) never
+keep debris from a killed attempt. Temps of live writers, or of other hosts, are never touched.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +35,79 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+# ---------------------------------------------------------------- writers' liveness
+_TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_-]+)~(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) of ``pid`` from /proc (Linux), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # the command name (field 2) may contain spaces
+    return fields[0], int(fields[19])
+
+
+def process_token() -> str:
+    """This process, as ``host~pid~start``: recorded by writers so a later process can tell it died."""
+    info = _proc_stat(os.getpid())
+    return f"{_host()}~{os.getpid()}~{info[1] if info else 0}"
+
+
+def process_dead(token: str) -> bool:
+    """True only when ``token``'s process ran on this host and is gone; unknown or remote: False."""
+    host, _, rest = str(token).partition("~")
+    pid_s, _, start_s = rest.partition("~")
+    if host != _host() or not pid_s.isdigit() or int(pid_s) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_s), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        pass
+    info = _proc_stat(int(pid_s))
+    if info is None:  # no /proc (not Linux): os.kill said it exists
+        return False
+    state, start = info
+    # A zombie has exited; a different start time means the pid now belongs to a newer process.
+    return state == "Z" or (start_s.isdigit() and int(start_s) != 0 and int(start_s) != start)
+
+
+def sweep_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove temps (files or folders) in ``folder`` left by dead writers of this host; return them."""
+    folder = Path(folder)
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in folder.iterdir():
+            m = _TEMP.match(entry.name)
+            if m is None or not process_dead(f"{m['host']}~{m['pid']}"):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{_host()}~{os.getpid()}."
+
+
+# ---------------------------------------------------------------- atomic writes
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -100,8 +174,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    sweep_stale_temps(path.parent)
     old = path.parent / f".{path.name}.old"
+    if old.exists() and not path.exists():  # killed between the two renames: the old copy is the last whole one
+        os.replace(old, path)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         shutil.rmtree(old, ignore_errors=True)

@@ -18,7 +18,21 @@ trial whose heartbeat is older than ``GRACE_PERIOD_S``, re-queueing it (same k, 
 ``MAX_RETRY`` times. The journal storage has no heartbeat support in Optuna 5, so this module
 writes its own (a user attribute refreshed by a thread while the trial runs) and
 :func:`fail_stale_trials`, called when a study is (re)opened, fails and re-queues RUNNING trials
-whose last heartbeat is older than the grace period.
+whose last heartbeat is older than the grace period. Every trial also records its worker
+(``host~pid~start``) the moment it is created, so a trial whose worker on this host is gone
+(SIGKILL, OOM killer, power cut of a local run) is failed and re-queued at once, without waiting.
+The journal file is locked with ``flock``, which the kernel drops when its holder dies (Optuna's
+default symlink lock would stall the next run for 30 s), and a last line cut short by a dying
+writer is trimmed when the journal is reopened.
+
+Determinism. The sampler is reseeded before every trial with ``sampler_seed + 1000 * worker +
+finished trials``, and failed trials are invisible to TPE and to the pruners, so with one worker
+the k, n proposed for the i-th finished trial depend only on the i trials finished before it:
+a search killed any number of times and rerun ends with the same trials, values and best result
+as an uninterrupted one (trial numbers differ: a retried trial gets a new number). A trial that
+fails by itself (an exception) is proposed again on rerun for the same reason; change the
+search space or the seed to move on. HyperbandPruner assigns brackets by trial number, so it is
+exact only without retries.
 
 Pruning. Single-objective studies report one value per epoch and prune with MedianPruner (default),
 HyperbandPruner, or none. Multi-objective ("pareto") studies cannot be pruned: Optuna's
@@ -40,25 +54,31 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
-from optuna.samplers import TPESampler
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
+from optuna.samplers import BaseSampler, TPESampler
 from optuna.study import MaxTrialsCallback, Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from batchout.config import TuneParams
 from batchout.errors import BatchoutError
+from batchout.io import process_token
+from batchout.tuning_storage import (  # noqa: F401 (storage names are part of this module's API)
+    GRACE_PERIOD_S,
+    HEARTBEAT_KEY,
+    WORKER_KEY,
+    fail_stale_trials,
+    has_heartbeat,
+    keep_alive,
+    open_storage,
+    storage_spec,
+)
 
 # Heartbeats, retries and multi-worker sampling are "experimental" in Optuna; we use them on purpose.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -67,59 +87,8 @@ log = logging.getLogger(__name__)
 
 TrialPruned = optuna.TrialPruned
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-HEARTBEAT_KEY = "heartbeat_unix_s"
-HEARTBEAT_INTERVAL_S = 30
-GRACE_PERIOD_S = 120  # 4 missed heartbeats: a trial that long silent belongs to a dead worker
-MAX_RETRY = 2  # a trial whose worker died is re-queued (same k, n) at most this many times
 PARETO_CLEAN_SLACK = 0.02  # pareto pick: within 2 accuracy points of the best clean accuracy
 TrialFn = Callable[["TrialContext"], tuple[float, float]]
-
-
-# ---------------------------------------------------------------- storage
-def _is_url(spec: str) -> bool:
-    return "://" in spec
-
-
-def storage_spec(url: str | None, default_journal: Path) -> str:
-    """What every worker reopens: an SQLAlchemy URL as given, else an absolute journal file path."""
-    if url and _is_url(url):
-        return url
-    return str(Path(url or default_journal).resolve())
-
-
-def _safe(url: str) -> str:
-    """The URL with its password masked, for error messages."""
-    head, sep, tail = url.partition("://")
-    creds, at, host = tail.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{head}{sep}{creds.split(':', 1)[0]}:***@{host}"
-
-
-def open_storage(spec: str) -> BaseStorage:
-    """A journal file storage for a path, an ``RDBStorage`` with heartbeats for a URL."""
-    if not _is_url(spec):
-        Path(spec).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(spec))
-    try:
-        return RDBStorage(
-            spec, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
-            # Optuna 5 name of the retry hook (``failed_trial_callback`` is deprecated since 4.9).
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            engine_kwargs=None if spec.startswith("sqlite") else {"pool_pre_ping": True},
-        )
-    except Exception as err:  # SQLAlchemy: unknown dialect, missing driver, unreachable server
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise BatchoutError(
-            f"tune.storage: cannot open {_safe(spec)!r} ({first}); allowed: a journal file path or an "
-            "SQLAlchemy URL such as postgresql://user:password@host/db"
-        ) from None
-
-
-def _has_heartbeat(study: Study) -> bool:
-    # Optuna offers no public accessor; RDB storages come wrapped in a cache that forwards this call.
-    interval = getattr(study._storage, "get_heartbeat_interval", None)
-    return interval is not None and interval() is not None
 
 
 # ---------------------------------------------------------------- sampler, pruner, study
@@ -129,13 +98,48 @@ def startup_trials(n_trials: int) -> int:
     return max(1, min(5, n_trials // 3))
 
 
-def make_sampler(tune: TuneParams, worker: int = 0, offset: int = 0) -> TPESampler:
-    """Seeded TPE. Each worker and each resumption gets its own seed (``sampler_seed + 1000 *
-    worker + offset``, offset = trials already in the study): equal seeds would replay the same
-    random proposals and waste trials on duplicates. ``constant_liar`` keeps parallel workers
-    from proposing the point another worker is running."""
-    return TPESampler(seed=tune.sampler_seed + 1000 * worker + offset, n_startup_trials=startup_trials(tune.n_trials),
-                      multivariate=True, constant_liar=True)
+def make_tpe(tune: TuneParams, seed: int) -> TPESampler:
+    """``constant_liar`` keeps parallel workers from proposing the point another worker is running."""
+    return TPESampler(seed=seed, n_startup_trials=startup_trials(tune.n_trials), multivariate=True,
+                      constant_liar=True)
+
+
+class TrialSeededSampler(BaseSampler):
+    """TPE reseeded before each trial with ``base + finished trials`` (see Determinism above);
+    it also stamps the new trial with its worker, before any training starts."""
+
+    def __init__(self, tune: TuneParams, base_seed: int) -> None:
+        self._tune = tune
+        self.base_seed = base_seed
+        self._tpe = make_tpe(tune, base_seed)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        # Called by study.ask() right after the trial is stored as RUNNING: the earliest moment to
+        # record who runs it. The storage API is public; Study only keeps it in a private slot.
+        study._storage.set_trial_user_attr(trial._trial_id, WORKER_KEY, process_token())
+        self._tpe = make_tpe(self._tune, self.base_seed + finished_count(study))
+        self._tpe.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._tpe.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+        return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._tpe.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:  # Optuna calls this in forked workers; our seeds are set per trial
+        pass
+
+
+def make_sampler(tune: TuneParams, worker: int = 0) -> TrialSeededSampler:
+    """Seeded TPE; each worker gets its own seed (``sampler_seed + 1000 * worker``): equal seeds
+    would make parallel workers propose the same points."""
+    return TrialSeededSampler(tune, tune.sampler_seed + 1000 * worker)
 
 
 def make_pruner(tune: TuneParams) -> BasePruner:
@@ -162,7 +166,7 @@ def open_study(name: str, spec: str, tune: TuneParams, *, worker: int = 0,
         raise BatchoutError(f"tune.study_name: study {name!r} in this storage optimises "
                             f"{len(study.directions)} objective(s), tune.objective {tune.objective!r} needs "
                             f"{len(wanted)}; choose another study_name")
-    study.sampler = make_sampler(tune, worker, offset=len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(tune, worker)
     return study
 
 
@@ -174,61 +178,6 @@ def split_quota(remaining: int, n_workers: int) -> list[int]:
     """Trials per worker, summing to ``remaining`` exactly, so N workers never overshoot."""
     base, extra = divmod(max(remaining, 0), n_workers)
     return [base + (i < extra) for i in range(n_workers)]
-
-
-# ---------------------------------------------------------------- dead workers
-def _last_alive(trial: FrozenTrial) -> float:
-    start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
-    return max(start, float(trial.user_attrs.get(HEARTBEAT_KEY, 0.0)))
-
-
-def fail_stale_trials(study: Study, grace_s: float = GRACE_PERIOD_S, now: float | None = None) -> list[int]:
-    """Fail RUNNING trials silent for ``grace_s`` seconds and re-queue their k, n; return their numbers.
-
-    For heartbeat storages (RDB) Optuna does this itself; we only trigger it now."""
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if _has_heartbeat(study):
-        optuna.storages.fail_stale_trials(study)
-        return sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                      if t.number in running)
-    now = time.time() if now is None else now
-    failed = []
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    for trial in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
-        if now - _last_alive(trial) < grace_s:
-            continue
-        try:
-            study.tell(trial.number, state=TrialState.FAIL)
-        except (ValueError, RuntimeError):  # its worker finished it meanwhile: not stale after all
-            continue
-        failed.append(trial.number)
-        retry(study, study.get_trials(deepcopy=True)[trial.number])
-        log.warning("trial %d: no heartbeat for %.0f s; marked FAIL and re-queued", trial.number,
-                    now - _last_alive(trial))
-    return failed
-
-
-@contextmanager
-def _heartbeat(trial: Trial, enabled: bool, interval_s: float = HEARTBEAT_INTERVAL_S) -> Iterator[None]:
-    """Refresh the trial's heartbeat attribute every ``interval_s`` seconds while the body runs."""
-    if not enabled:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            trial.set_user_attr(HEARTBEAT_KEY, time.time())
-            if stop.wait(interval_s):
-                return
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()  # before Optuna finishes the trial: a late write would hit a finished trial
 
 
 # ---------------------------------------------------------------- objective
@@ -277,7 +226,7 @@ def make_objective(tune: TuneParams, trial_fn: TrialFn, heartbeat: bool) -> Call
     def objective(trial: Trial) -> float | tuple[float, float]:
         k, n = suggest(trial, tune)
         ctx = TrialContext(trial.number, k, n, tune.objective != "pareto", trial)
-        with _heartbeat(trial, heartbeat):
+        with keep_alive(trial, heartbeat):
             clean, robust = trial_fn(ctx)
         ctx.set_attrs(clean_acc=float(clean), robust_acc=float(robust))
         return objective_value(tune, clean, robust)
@@ -291,7 +240,7 @@ def optimize(study: Study, tune: TuneParams, trial_fn: TrialFn, *, quota: int, t
     if quota <= 0:
         return
     stop_at_total = MaxTrialsCallback(total, states=FINISHED)
-    study.optimize(make_objective(tune, trial_fn, heartbeat=not _has_heartbeat(study)), n_trials=quota,
+    study.optimize(make_objective(tune, trial_fn, heartbeat=not has_heartbeat(study)), n_trials=quota,
                    callbacks=[stop_at_total])
 
 

@@ -2,7 +2,9 @@
 
 Usage: ``metrics = run(params, "mnist-lenet-standard-s0", Paths())``
 
-Writes ``metrics/attack/<run>.json`` and ``plots/attack/<run>.csv`` and logs the robust metrics
+Refuses (one line, exit 2) a model file that is missing, corrupt, not a plain weights file, or
+of another run (name, data set, architecture, method, seed, input shape). Writes
+``metrics/attack/<run>.json`` and ``plots/attack/<run>.csv`` and logs the robust metrics
 (``robust_acc.pgd.eps_0.0196``), the check tags and the plot into the model's own training run.
 """
 
@@ -16,9 +18,9 @@ from typing import Any
 import torch
 
 from batchout import tracking
-from batchout.checkpoint import load_model
+from batchout.checkpoint import check_model_fits, load_model
 from batchout.config import Params
-from batchout.data.loader import load_split
+from batchout.data.loader import load_meta, load_split
 from batchout.device import resolve_device
 from batchout.errors import BatchoutError
 from batchout.evaluate import robust_grid, sanity_checks
@@ -49,8 +51,12 @@ def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
         raise BatchoutError(f"attack.eps: no budgets for data set {spec.dataset!r}; add attack.eps.{spec.dataset}")
     eps = sorted(a.eps[spec.dataset])
     device = resolve_device(a.device)
-    tracking.configure(tracking.repo_root(paths.root))
-    model, _, _ = load_model(paths.model_dir(name) / "model.pt")
+    model_path = paths.model_dir(name) / "model.pt"
+    model, cfg, meta = load_model(model_path)
+    # A file of another run (copied, or a stale out) would be attacked under this run's name.
+    check_model_fits(model_path, cfg, meta, load_meta(paths.prepared(spec.dataset)), name=name,
+                     dataset=spec.dataset, model=spec.model, method=spec.method, seed=spec.seed)
+    tracking.configure(tracking.repo_root(paths.root))  # after the inputs are known good; fails fast on a dead server
     model.to(device)
     x, y = attack_subset(paths, spec.dataset, a.subset, a.seed)
     torch.manual_seed(a.seed)  # random starts and Square's proposals are reproducible

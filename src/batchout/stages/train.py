@@ -17,7 +17,14 @@ import torch
 import yaml
 
 from batchout import tracking
-from batchout.checkpoint import build_model, fingerprint, load_checkpoint, save_checkpoint, save_model
+from batchout.checkpoint import (
+    build_model,
+    fingerprint,
+    load_checkpoint,
+    restore_model,
+    save_checkpoint,
+    save_model,
+)
 from batchout.config import Params, RunConfig, resolve_run
 from batchout.data.loader import load_meta, load_split
 from batchout.device import resolve_device, seed_everything
@@ -51,7 +58,7 @@ def _resume(paths: Paths, cfg: RunConfig, model: torch.nn.Module, fp: str,
     ckpt = dist.broadcast_object(load_checkpoint(paths.checkpoint(cfg.name), fp) if dist.is_main else None)
     if ckpt is None:
         return TrainState(), None
-    model.load_state_dict(ckpt["model"])
+    restore_model(model, ckpt, paths.checkpoint(cfg.name), cfg)
     rng = ckpt["rng"] if dist.is_main else None  # other ranks keep their own (reseeded) streams
     state = TrainState(ckpt["epoch"], ckpt["history"], ckpt["optimizer"], ckpt["scheduler"], rng)
     return state, ckpt["mlflow_run_id"]
@@ -69,8 +76,6 @@ def _setup(params: Params, name: str, paths: Paths) -> tuple[RunConfig, torch.de
     cfg = resolve_run(params.train, name, tuned)
     dist, device = Dist.from_env(resolve_device(cfg.device))
     dist.check_batch(cfg.batch_size)
-    if dist.is_main:
-        tracking.configure(tracking.repo_root(paths.root))  # fails fast on an unreachable server
     return cfg, device, dist
 
 
@@ -88,7 +93,9 @@ def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
     """Train one run; under ``torchrun`` every rank calls this and rank 0 alone writes and logs."""
     cfg, device, dist = _setup(params, name, paths)
     try:
-        meta, splits = load_data(paths, cfg.dataset, device)
+        meta, splits = load_data(paths, cfg.dataset, device)  # refuses tampered data before MLflow is touched
+        if dist.is_main:
+            tracking.configure(tracking.repo_root(paths.root))  # fails fast on an unreachable server
         model = _build(cfg, meta, device, dist)
         fp = fingerprint(cfg, meta["sha256"])
         state, run_id = _resume(paths, cfg, model, fp, dist)

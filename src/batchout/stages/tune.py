@@ -21,7 +21,9 @@ a fresh study instead of mixing incomparable trials. Storage and worker recipes:
 
 MLflow: experiment ``tune-<dataset>``, a parent run named ``tune.study_name`` (resumed on rerun),
 one nested child run per trial (k, n, per-epoch values, final accuracies, state), plots and
-best.yaml as artifacts of the parent.
+best.yaml as artifacts of the parent. After a kill, the rerun marks the dead trials' child runs
+and an orphaned parent KILLED, so no run stays RUNNING; the dead trials are retried (see
+batchout.tuning: a killed search reruns to the same best k and n as an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -226,6 +228,8 @@ def run(params: Params, paths: Paths, *, storage: str | None = None, n_workers: 
         tracking.mark_stale_runs(experiment(params), child_run_name(study.study_name, number), None)
     quotas = tuning.split_quota(total - tuning.finished_count(study), n_workers)
     resume = study.user_attrs.get(PARENT_KEY)
+    # A run killed before it recorded its parent run in the study left that parent RUNNING.
+    tracking.mark_stale_runs(experiment(params), tune.study_name, keep_run_id=resume)
     tags = {**tracking.run_tags(paths.root), "optuna.study": study.study_name, "optuna.objective": tune.objective}
     with tracking.start_run(experiment(params), tune.study_name, resume_run_id=resume, tags=tags) as log:
         if log.run_id != resume:
