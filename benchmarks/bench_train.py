@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from batchout.checkpoint import build_model
-from batchout.config import RunConfig, TrainParams, resolve_run
+from batchout.config import TrainParams
+from batchout.runconfig import RunConfig, resolve_run
 from batchout.schedule import make_scheduler
 from batchout.training import Split, make_optimizer, train_epoch
 

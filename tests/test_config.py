@@ -7,8 +7,9 @@ import copy
 import pytest
 import yaml
 
-from batchout.config import Params, parse_params, resolve_run
+from batchout.config import Params, parse_params
 from batchout.errors import BatchoutError
+from batchout.runconfig import resolve_run
 
 
 @pytest.fixture

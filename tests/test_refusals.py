@@ -17,9 +17,9 @@ import yaml
 from typer.testing import CliRunner
 
 from batchout.checkpoint import build_model, fingerprint, restore_model, save_checkpoint, save_model
-from batchout.config import resolve_run
 from batchout.data.loader import load_meta
 from batchout.errors import BatchoutError
+from batchout.runconfig import resolve_run
 from batchout.training import TrainState
 
 STD = "mnist-lenet-standard-s0"

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchout.config import RunConfig
 from batchout.errors import BatchoutError
 from batchout.io import save_torch, sweep_stale_temps
 from batchout.layers.batchout import configure_batchout
 from batchout.models.registry import create_model
+from batchout.runconfig import RunConfig
 
 MODEL_FORMAT = "batchout-model/1"
 CHECKPOINT_FORMAT = "batchout-checkpoint/1"

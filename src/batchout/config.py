@@ -64,7 +64,7 @@ class DataParams(Strict):
         allowed = known_datasets(self)
         for i, name in enumerate(self.datasets):
             if name not in allowed:
-                raise ValueError(_choice_msg(f"datasets.{i}", name, allowed))
+                raise ValueError(choice_msg(f"datasets.{i}", name, allowed))
         return self
 
 
@@ -219,7 +219,7 @@ class AttackParams(Strict):
         _check_device(self.device, "device")
         for name in self.attacks:
             if name not in ATTACKS:
-                raise ValueError(_choice_msg(f"attacks.{name}", name, ATTACKS))
+                raise ValueError(choice_msg(f"attacks.{name}", name, ATTACKS))
         return self
 
 
@@ -292,16 +292,16 @@ class Params(Strict):
         allowed = known_datasets(self.data)
         for name, run in self.train.runs.items():
             if run.dataset not in allowed:
-                raise ValueError(_choice_msg(f"train.runs.{name}.dataset", run.dataset, allowed))
+                raise ValueError(choice_msg(f"train.runs.{name}.dataset", run.dataset, allowed))
         for name, run in self.train.tuned_runs.items():
             if run.dataset not in allowed:
-                raise ValueError(_choice_msg(f"train.tuned_runs.{name}.dataset", run.dataset, allowed))
+                raise ValueError(choice_msg(f"train.tuned_runs.{name}.dataset", run.dataset, allowed))
         if self.tune.dataset not in allowed:
-            raise ValueError(_choice_msg("tune.dataset", self.tune.dataset, allowed))
+            raise ValueError(choice_msg("tune.dataset", self.tune.dataset, allowed))
         return self
 
 
-def _choice_msg(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
+def choice_msg(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
     return f"{key}: unknown value {value!r}; allowed: {', '.join(allowed)}"
 
 
@@ -361,63 +361,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         line = f" at line {where.line + 1}" if where else ""
         raise BatchoutError(f"params: {path} is not valid YAML{line}") from None
     return parse_params(doc)
-
-
-# ----------------------------------------------------------------------------- resolved run
-class RunConfig(Strict):
-    """Everything one training run needs, section defaults merged with the run's overrides.
-
-    This is what is logged to MLflow and stored beside the weights."""
-
-    name: str
-    dataset: str
-    model: str
-    method: str
-    seed: int
-    model_kwargs: dict[str, Any]
-    epochs: int
-    batch_size: int
-    eval_batch_size: int
-    device: str
-    deterministic: bool
-    optimizer: Optimizer
-    schedule: Schedule
-    augment: Augment
-    batchout: BatchOutParams
-    adversarial: Adversarial
-
-
-def resolve_run(train: TrainParams, name: str, tuned: dict[str, float] | None = None) -> RunConfig:
-    """Merge ``train.runs[name]`` (or ``train.tuned_runs[name]``) over the section defaults;
-    for a tuned run, ``tuned`` (k, n from the tune stage) replaces BatchOut's k and n."""
-    runs = train.all_runs()
-    if name not in runs:
-        raise BatchoutError(_choice_msg("train.runs", name, tuple(runs)))
-    spec = runs[name]
-    batchout = spec.batchout or train.batchout
-    if name in train.tuned_runs:
-        if tuned is None:
-            raise BatchoutError(f"train.tuned_runs.{name}: needs the tune result (k, n); run `dvc repro tune`")
-        batchout = batchout.model_copy(update={"k": tuned["k"], "n": tuned["n"], "from_tune": True})
-    adversarial = train.adversarial
-    if spec.adv_eps is not None:
-        adversarial = adversarial.model_copy(update={"eps": spec.adv_eps})
-    optimizer = train.optimizer if spec.lr is None else train.optimizer.model_copy(update={"lr": spec.lr})
-    return RunConfig(
-        name=name,
-        dataset=spec.dataset,
-        model=spec.model,
-        method=spec.method,
-        seed=spec.seed,
-        model_kwargs=spec.model_kwargs,
-        epochs=spec.epochs or train.epochs,
-        batch_size=train.batch_size,
-        eval_batch_size=train.eval_batch_size,
-        device=train.device,
-        deterministic=train.deterministic,
-        optimizer=optimizer,
-        schedule=train.schedule,
-        augment=spec.augment or train.augment,
-        batchout=batchout,
-        adversarial=adversarial,
-    )

@@ -19,10 +19,10 @@ from torch import nn
 
 from batchout.attacks.registry import create_attack
 from batchout.augment import crop_flip
-from batchout.config import RunConfig
 from batchout.device import autocast
 from batchout.distributed import SINGLE, Dist, unwrap
 from batchout.layers.batchout import batchout_labels
+from batchout.runconfig import RunConfig
 from batchout.schedule import make_scheduler
 
 

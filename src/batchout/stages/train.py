@@ -25,7 +25,7 @@ from batchout.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from batchout.config import Params, RunConfig, resolve_run
+from batchout.config import Params
 from batchout.data.loader import load_meta, load_split
 from batchout.device import resolve_device, seed_everything
 from batchout.distributed import Dist
@@ -33,6 +33,7 @@ from batchout.errors import BatchoutError
 from batchout.io import write_csv, write_json
 from batchout.paths import Paths
 from batchout.plots import plot_training_curves
+from batchout.runconfig import RunConfig, resolve_run
 from batchout.training import Split, TrainState, accuracy, fit
 
 

@@ -38,13 +38,14 @@ import torch
 
 from batchout import tracking, tuning
 from batchout.checkpoint import build_model
-from batchout.config import BatchOutParams, Params, RunConfig
+from batchout.config import BatchOutParams, Params
 from batchout.data.loader import load_meta, load_split
 from batchout.device import resolve_device, seed_everything
 from batchout.errors import BatchoutError
 from batchout.evaluate import robust_grid
 from batchout.io import atomic_dir, write_yaml
 from batchout.paths import Paths
+from batchout.runconfig import RunConfig
 from batchout.training import Split, TrainState, fit
 
 PARENT_KEY = "mlflow_parent_run_id"  # study attribute: the parent run to resume

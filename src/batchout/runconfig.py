@@ -1,0 +1,79 @@
+"""One training run's resolved settings: the train section's defaults merged with the run's overrides.
+
+Usage: ``cfg = resolve_run(params.train, "mnist-lenet-standard-s0"); cfg.optimizer.lr``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchout.config import (
+    Adversarial,
+    Augment,
+    BatchOutParams,
+    Optimizer,
+    Schedule,
+    Strict,
+    TrainParams,
+    choice_msg,
+)
+from batchout.errors import BatchoutError
+
+
+class RunConfig(Strict):
+    """Everything one training run needs, section defaults merged with the run's overrides.
+
+    This is what is logged to MLflow and stored beside the weights."""
+
+    name: str
+    dataset: str
+    model: str
+    method: str
+    seed: int
+    model_kwargs: dict[str, Any]
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    device: str
+    deterministic: bool
+    optimizer: Optimizer
+    schedule: Schedule
+    augment: Augment
+    batchout: BatchOutParams
+    adversarial: Adversarial
+
+
+def resolve_run(train: TrainParams, name: str, tuned: dict[str, float] | None = None) -> RunConfig:
+    """Merge ``train.runs[name]`` (or ``train.tuned_runs[name]``) over the section defaults;
+    for a tuned run, ``tuned`` (k, n from the tune stage) replaces BatchOut's k and n."""
+    runs = train.all_runs()
+    if name not in runs:
+        raise BatchoutError(choice_msg("train.runs", name, tuple(runs)))
+    spec = runs[name]
+    batchout = spec.batchout or train.batchout
+    if name in train.tuned_runs:
+        if tuned is None:
+            raise BatchoutError(f"train.tuned_runs.{name}: needs the tune result (k, n); run `dvc repro tune`")
+        batchout = batchout.model_copy(update={"k": tuned["k"], "n": tuned["n"], "from_tune": True})
+    adversarial = train.adversarial
+    if spec.adv_eps is not None:
+        adversarial = adversarial.model_copy(update={"eps": spec.adv_eps})
+    optimizer = train.optimizer if spec.lr is None else train.optimizer.model_copy(update={"lr": spec.lr})
+    return RunConfig(
+        name=name,
+        dataset=spec.dataset,
+        model=spec.model,
+        method=spec.method,
+        seed=spec.seed,
+        model_kwargs=spec.model_kwargs,
+        epochs=spec.epochs or train.epochs,
+        batch_size=train.batch_size,
+        eval_batch_size=train.eval_batch_size,
+        device=train.device,
+        deterministic=train.deterministic,
+        optimizer=optimizer,
+        schedule=train.schedule,
+        augment=spec.augment or train.augment,
+        batchout=batchout,
+        adversarial=adversarial,
+    )
