@@ -38,16 +38,18 @@ Pruning. Single-objective studies report one value per epoch and prune with Medi
 HyperbandPruner, or none. Multi-objective ("pareto") studies cannot be pruned: Optuna's
 ``Trial.report`` raises NotImplementedError for them, so reports are skipped there.
 
-Many machines (one study, workers everywhere):
+Many machines (one study, workers everywhere; recipe in docs/recipes.md):
   1. Create a PostgreSQL database reachable from every machine; install its driver
-     (``pip install psycopg2-binary``) on each.
+     (``pip install "psycopg[binary]"``) on each.
   2. Give every machine the same code, params.yaml and prepared data (``dvc pull``), and the same
      MLflow server: ``export MLFLOW_TRACKING_URI=http://mlflow-host:5000``.
-  3. On each machine run ``python -m pipeline.tune --storage postgresql://user:pw@db-host/optuna
-     --n-workers N`` (or set ``tune.storage``). Every worker stops once the study holds
-     ``tune.n_trials`` finished (complete or pruned) trials. Workers that start together may
-     overshoot by at most one trial each; a machine that starts after the end only rewrites
-     ``tune/best.yaml`` and the plots. Rerunning anywhere resumes the same study.
+  3. On each machine run ``python -m pipeline.tune --storage postgresql+psycopg://user:pw@db-host/optuna
+     --n-workers N`` (or set ``tune.storage``). Finished and running trials both count toward
+     ``tune.n_trials``, and a trial numbered past that count fails unrun (user attr ``surplus``), so
+     the study ends with exactly n_trials finished trials however many workers start together. A
+     later-numbered trial that starts while an earlier one runs gets a different sampler seed, so
+     simultaneous workers never propose the same k, n. A machine that starts after the end only
+     rewrites ``tune/best.yaml`` and the plots. Rerunning anywhere resumes the same study.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ log = logging.getLogger(__name__)
 TrialPruned = optuna.TrialPruned
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARETO_CLEAN_SLACK = 0.02  # pareto pick: within 2 accuracy points of the best clean accuracy
+SURPLUS_KEY = "surplus"  # user attr of a trial failed unrun: the study already had n_trials claimed
+RUNNING_STRIDE = 100_003  # seed step per earlier RUNNING trial; above any finished-trial count
 TrialFn = Callable[["TrialContext"], tuple[float, float]]
 
 
@@ -117,7 +121,10 @@ class TrialSeededSampler(BaseSampler):
         # Called by study.ask() right after the trial is stored as RUNNING: the earliest moment to
         # record who runs it. The storage API is public; Study only keeps it in a private slot.
         study._storage.set_trial_user_attr(trial._trial_id, WORKER_KEY, process_token())
-        self._tpe = make_tpe(self._tune, self.base_seed + finished_count(study))
+        # Two machines asking at the same moment see the same finished count; the later-numbered
+        # trial also sees the earlier one RUNNING, so its seed (hence its random k, n) differs.
+        seed = self.base_seed + finished_count(study) + RUNNING_STRIDE * _running_before(study, trial.number)
+        self._tpe = make_tpe(self._tune, seed)
         self._tpe.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
@@ -222,8 +229,26 @@ def suggest(trial: Trial, tune: TuneParams) -> tuple[float, float]:
     return k, n
 
 
-def make_objective(tune: TuneParams, trial_fn: TrialFn, heartbeat: bool) -> Callable[[Trial], Any]:
+class SurplusTrial(Exception):
+    """Raised before training: lower-numbered trials already claim all n_trials."""
+
+
+def _running_before(study: Study, number: int) -> int:
+    return sum(t.number < number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _claimed_before(study: Study, number: int) -> int:
+    """Trials numbered below ``number`` that count toward n_trials: finished or running (numbers are
+    assigned atomically by the storage, so two workers never both see room for the last slot)."""
+    return sum(t.number < number for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)))
+
+
+def make_objective(tune: TuneParams, trial_fn: TrialFn, heartbeat: bool, total: int) -> Callable[[Trial], Any]:
     def objective(trial: Trial) -> float | tuple[float, float]:
+        if _claimed_before(trial.study, trial.number) >= total:
+            trial.set_user_attr(SURPLUS_KEY, True)
+            trial.study.stop()
+            raise SurplusTrial(f"trial {trial.number}: {total} trials already claimed; not run")
         k, n = suggest(trial, tune)
         ctx = TrialContext(trial.number, k, n, tune.objective != "pareto", trial)
         with keep_alive(trial, heartbeat):
@@ -239,9 +264,10 @@ def optimize(study: Study, tune: TuneParams, trial_fn: TrialFn, *, quota: int, t
     (other workers count too)."""
     if quota <= 0:
         return
-    stop_at_total = MaxTrialsCallback(total, states=FINISHED)
-    study.optimize(make_objective(tune, trial_fn, heartbeat=not has_heartbeat(study)), n_trials=quota,
-                   callbacks=[stop_at_total])
+    # Running trials count too, so workers on other machines never start more than ``total``.
+    stop_at_total = MaxTrialsCallback(total, states=(*FINISHED, TrialState.RUNNING))
+    objective = make_objective(tune, trial_fn, heartbeat=not has_heartbeat(study), total=total)
+    study.optimize(objective, n_trials=quota, callbacks=[stop_at_total], catch=(SurplusTrial,))
 
 
 def run_processes(target: Callable[..., None], args: Sequence[tuple[Any, ...]]) -> list[int]:

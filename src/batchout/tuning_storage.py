@@ -33,6 +33,7 @@ HEARTBEAT_KEY = "heartbeat_unix_s"
 WORKER_KEY = "worker"  # host~pid~start of the process running the trial (batchout.io.process_token)
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120  # 4 missed heartbeats: a trial that long silent belongs to a dead worker
+SCHEMA_RETRIES = 3  # two workers creating the tables of a fresh database at once: one retries
 MAX_RETRY = 2  # a trial whose worker died is re-queued (same k, n) at most this many times
 
 
@@ -106,19 +107,32 @@ def open_storage(spec: str) -> BaseStorage:
         lock = FlockLock(spec)
         _trim_torn_tail(spec, lock)
         return JournalStorage(JournalFileBackend(spec, lock_obj=lock))  # type: ignore[arg-type]
-    try:
-        return RDBStorage(
-            spec, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
-            # Optuna 5 name of the retry hook (``failed_trial_callback`` is deprecated since 4.9).
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            engine_kwargs=None if spec.startswith("sqlite") else {"pool_pre_ping": True},
-        )
-    except Exception as err:  # SQLAlchemy: unknown dialect, missing driver, unreachable server
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise BatchoutError(
-            f"tune.storage: cannot open {_safe(spec)!r} ({first}); allowed: a journal file path or an "
-            "SQLAlchemy URL such as postgresql://user:password@host/db"
-        ) from None
+    for attempt in range(SCHEMA_RETRIES + 1):
+        try:
+            return _rdb_storage(spec)
+        except Exception as err:  # a fresh database: another machine's worker is creating the tables
+            if attempt == SCHEMA_RETRIES or "already exists" not in str(err):
+                _storage_error(spec, err)
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _rdb_storage(spec: str) -> RDBStorage:
+    return RDBStorage(
+        spec, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
+        # Optuna 5 name of the retry hook (``failed_trial_callback`` is deprecated since 4.9).
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        engine_kwargs=None if spec.startswith("sqlite") else {"pool_pre_ping": True},
+    )
+
+
+def _storage_error(spec: str, err: Exception) -> None:
+    """SQLAlchemy: unknown dialect, missing driver, unreachable server: one line, password masked."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    raise BatchoutError(
+        f"tune.storage: cannot open {_safe(spec)!r} ({first}); allowed: a journal file path or an "
+        "SQLAlchemy URL such as postgresql+psycopg://user:password@host/db"
+    ) from None
 
 
 def has_heartbeat(study: Study) -> bool:
