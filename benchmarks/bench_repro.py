@@ -1,7 +1,7 @@
 """Wall time of the whole pipeline: a full quick-profile ``dvc repro`` in a fresh clone, and a no-op
 ``dvc repro`` (everything up to date: DVC only hashes and compares, target < 3 s).
 
-Usage: ``python -m benchmarks.bench_repro [--full] [--root .]``
+Usage: ``python -m benchmarks.bench_repro [--full [--lock-out dvc.lock.new]] [--root .]``
 
 ``--full`` clones the committed repo into a temporary folder and reproduces it from nothing (about
 18 minutes on 2 CPU cores); without it only the no-op time of ``--root`` is measured, and only when
@@ -50,8 +50,9 @@ def noop_seconds(root: Path) -> float | None:
     return min(times)
 
 
-def full_repro(source: Path) -> dict[str, Any]:
-    """Clone ``source`` (committed state only), ``dvc repro`` it from nothing, then time a no-op."""
+def full_repro(source: Path, lock_out: Path | None = None) -> dict[str, Any]:
+    """Clone ``source`` (committed state only), ``dvc repro`` it from nothing, then time a no-op.
+    ``lock_out`` receives the clone's resulting dvc.lock (to commit the reproduced state)."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-repro-"))
     try:
         clone = workdir / "repo"
@@ -60,14 +61,16 @@ def full_repro(source: Path) -> dict[str, Any]:
         if proc.returncode != 0:
             raise RuntimeError(f"dvc repro failed:\n{proc.stderr[-3000:]}")
         stages = proc.stdout.count("Running stage")
+        if lock_out is not None:
+            shutil.copyfile(clone / "dvc.lock", lock_out)
         return {"full_repro_s": round(seconds, 1), "stages": stages, "noop_repro_s": noop_seconds(clone)}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(root: Path, full: bool) -> dict[str, Any]:
+def run(root: Path, full: bool, lock_out: Path | None = None) -> dict[str, Any]:
     if full:
-        return full_repro(root)
+        return full_repro(root, lock_out)
     noop = noop_seconds(root)
     return {"full_repro_s": None, "stages": 0, "noop_repro_s": None if noop is None else round(noop, 2)}
 
@@ -76,8 +79,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=Path("."))
     ap.add_argument("--full", action="store_true", help="also time a from-nothing repro in a fresh clone")
+    ap.add_argument("--lock-out", type=Path, help="with --full: where to copy the clone's dvc.lock")
     args = ap.parse_args()
-    print(json.dumps(run(args.root.resolve(), args.full)))
+    print(json.dumps(run(args.root.resolve(), args.full, args.lock_out)))
 
 
 if __name__ == "__main__":
