@@ -25,8 +25,10 @@ NOOP_REPEATS = 3
 
 
 def _dvc(root: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
-    # The venv's bin first, so `python -m pipeline.*` in the stage commands is this interpreter.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # The venv's bin first, so `python -m pipeline.*` in the stage commands is this interpreter, and
+    # the clone's own src/ first on the path (an editable install would import the original's code).
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True)
     return time.perf_counter() - start, proc
