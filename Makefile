@@ -16,7 +16,7 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src pipeline tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.run
