@@ -189,6 +189,6 @@ def test_train_ignores_a_checkpoint_of_other_params_and_restarts(project, capsys
     curve = paths.train_curve(STD).read_text().splitlines()
     assert [r.split(",")[0] for r in curve[1:]] == [str(e) for e in range(1, params.train.epochs + 1)]
     assert "9.0" not in curve[1]  # the stale history was not carried over
-    assert not paths.checkpoint(STD).exists()  # replaced by this run's checkpoints, then dropped
+    assert torch.load(paths.checkpoint(STD), weights_only=True)["fingerprint"] == fp  # replaced by this run's
     runs = mlflow.search_runs(experiment_names=["mnist"], filter_string=f"run_name = '{STD}'")
     assert list(runs["status"]) == ["FINISHED"] and "feedface" not in set(runs["run_id"])

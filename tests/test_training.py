@@ -25,7 +25,19 @@ def test_train_writes_outputs_and_learns(tiny_project):
     assert curve[0].startswith("epoch,") and len(curve) == 1 + params.train.epochs
     model, cfg, meta = load_model(paths.model_dir(STD) / "model.pt")
     assert cfg.name == STD and meta["num_classes"] == 10
-    assert not paths.checkpoint(STD).exists()  # superseded by the finished model
+    assert torch.load(paths.checkpoint(STD), weights_only=True)["epoch"] == params.train.epochs  # kept
+
+
+def test_rerunning_a_finished_run_rescores_it_into_the_same_mlflow_run(tiny_project, capsys):
+    params, paths = tiny_project
+    first = train_stage.run(params, STD, paths)
+    again = train_stage.run(params, STD, paths)  # as after a kill during exit, once all was written
+    assert {k: again[k] for k in ("test_acc", "val_acc", "train_acc", "mlflow_run_id")} == \
+        {k: first[k] for k in ("test_acc", "val_acc", "train_acc", "mlflow_run_id")}
+    runs = mlflow.search_runs(experiment_names=["mnist"], filter_string=f"run_name = '{STD}'")
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    history = mlflow.tracking.MlflowClient().get_metric_history(first["mlflow_run_id"], "val_acc")
+    assert [m.step for m in history] == list(range(1, params.train.epochs + 1))  # no epoch trained twice
 
 
 def test_mlflow_run_has_params_history_artifacts_and_model(tiny_project):
@@ -70,6 +82,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_project, monkeypatch):
     params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 3})})
     reference = train_stage.run(params, STD, paths)
     ref_curve = paths.train_curve(STD).read_text()
+    paths.checkpoint(STD).unlink()  # the finished run's checkpoint: without it the next run trains anew
 
     real_save = train_stage.save_checkpoint
     calls = {"n": 0}

@@ -12,6 +12,7 @@ is ignored with a warning and training restarts from scratch, overwriting it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
@@ -46,9 +47,20 @@ def build_model(cfg: RunConfig, meta: dict[str, Any]) -> nn.Module:
     return model
 
 
+@functools.cache
+def code_digest() -> str:
+    """sha256 over this package's Python sources: a checkpoint written by other code is not resumed."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def fingerprint(cfg: RunConfig, data_sha: dict[str, str]) -> str:
-    """Identity of a run's inputs: a checkpoint from other params or other data is never resumed."""
-    blob = json.dumps({"cfg": cfg.model_dump(mode="json"), "data": data_sha}, sort_keys=True)
+    """Identity of a run's inputs (params, data and code): any other checkpoint is never resumed."""
+    blob = json.dumps({"cfg": cfg.model_dump(mode="json"), "data": data_sha, "code": code_digest()},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -130,7 +142,7 @@ def save_checkpoint(path: Path, model: nn.Module, state: Any, fp: str, run_id: s
 
 def load_checkpoint(path: Path, fp: str) -> dict[str, Any] | None:
     """The checkpoint at ``path`` if it belongs to this exact run (same fingerprint), else None
-    (with a warning on stderr when a checkpoint of other params or data is ignored)."""
+    (with a warning on stderr when a checkpoint of other params, data or code is ignored)."""
     path = Path(path)
     sweep_stale_temps(path.parent)  # a kill while saving the last checkpoint leaves its temp here
     if not path.is_file():
@@ -139,7 +151,7 @@ def load_checkpoint(path: Path, fp: str) -> dict[str, Any] | None:
     if obj.get("format") != CHECKPOINT_FORMAT:
         raise BatchoutError(f"checkpoint {path} is a model file, not a checkpoint; {_REDO['checkpoint']}")
     if obj["fingerprint"] != fp:
-        print(f"warning: ignoring checkpoint {path}: written for other params or data; training from scratch",
+        print(f"warning: ignoring checkpoint {path}: written for other params, data or code; training from scratch",
               file=sys.stderr)
         return None
     return obj

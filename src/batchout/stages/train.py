@@ -4,13 +4,13 @@ Usage: ``metrics = run(params, "mnist-lenet-standard-s0", Paths())``
 
 Resumable: a checkpoint is written atomically after every epoch; running the stage again after a
 kill continues from it (same MLflow run) and ends with the same metrics as an uninterrupted run.
+The last one stays after the run finishes, so rerunning a finished run re-scores it into the same
+MLflow run instead of training a duplicate; other params, data or code (fingerprint) start afresh.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,7 +113,8 @@ def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
             final["mlflow_run_id"] = log.run_id
             _write_outputs(paths, cfg, model, meta, state, final)
             _log_artifacts(log, paths, cfg, model, state, final)
-        _drop_checkpoint(paths.checkpoint(cfg.name))
+        # The last epoch's checkpoint stays: a rerun of a finished run (e.g. after a kill during exit,
+        # once everything was written) resumes it into the same MLflow run instead of training again.
         return final
     finally:
         dist.close()
@@ -133,12 +134,6 @@ def _train(cfg: RunConfig, device: torch.device, dist: Dist, model: torch.nn.Mod
 
     fit(dist.wrap(model, device), train, val, cfg, device, state, on_epoch, dist)
     return _final_metrics(model, cfg, device, dist, splits, state, time.perf_counter() - started)
-
-
-def _drop_checkpoint(ckpt_path: Path) -> None:
-    ckpt_path.unlink(missing_ok=True)  # the finished model supersedes the checkpoint
-    with contextlib.suppress(OSError):  # the run's folder, when empty
-        ckpt_path.parent.rmdir()
 
 
 def _final_metrics(model: torch.nn.Module, cfg: RunConfig, device: torch.device, dist: Dist,
