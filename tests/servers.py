@@ -9,11 +9,13 @@ get_json(srv.url + "/api/2.0/mlflow/experiments/search?max_results=10")``
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -143,3 +145,27 @@ def start_server(argv: Sequence[str], port: int, *, log: Path, env: Mapping[str,
     finally:
         server.stop()
         server.kill_leftovers()
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    """Answers 200 on /health and 404 elsewhere, like an MLflow server's health endpoint."""
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def health_server() -> Iterator[str]:
+    """A loopback HTTP server in a thread that only has a healthy /health; yields its base URL."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,14 +5,12 @@ Usage: ``pytest -q tests/test_doctor.py``
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import namedtuple
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, write_mnist_raw
+from servers import health_server
 
 from batchout import doctor
 
@@ -128,23 +127,8 @@ def test_unreachable_tracking_server_fails_fast(tmp_path):
 
 
 def test_tracking_server_answering_health_is_ok(tmp_path):
-    class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's hook name
-            self.send_response(200 if self.path == "/health" else 404)
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        uri = f"http://127.0.0.1:{server.server_port}"
+    with health_server() as uri:
         assert doctor.check_tracking(tmp_path, {"MLFLOW_TRACKING_URI": uri}).status == doctor.OK
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_tracking_store_local_cases(tmp_path):

@@ -5,14 +5,12 @@ Usage: ``.venv/bin/pytest tests/test_tracking.py``
 
 from __future__ import annotations
 
-import http.server
 import multiprocessing
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
+from servers import health_server
 from torch import nn
 
 from batchout import tracking
@@ -112,26 +111,14 @@ def test_unreachable_server_fails_fast_with_one_line(monkeypatch):
 
 
 def test_reachable_server_passes_health_check(monkeypatch, store):
-    class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server API)
-            self.send_response(200 if self.path == "/health" else 404)
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    uri = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    try:
-        assert tracking.configure() == uri
-        assert mlflow.get_tracking_uri() == uri
-    finally:
-        server.shutdown()
-        monkeypatch.delenv("MLFLOW_TRACKING_URI")
-        tracking.configure(store.root)
+    with health_server() as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        try:
+            assert tracking.configure() == uri
+            assert mlflow.get_tracking_uri() == uri
+        finally:
+            monkeypatch.delenv("MLFLOW_TRACKING_URI")
+            tracking.configure(store.root)
 
 
 def test_repo_root_inside_dvc_temp_copy_is_original_repo(tmp_path, monkeypatch):
