@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from batchout.attacks import create_attack
-from batchout.evaluate import robust_grid
+from batchout.evaluation.robust import robust_grid
 from batchout.models.common import Normalize
 
 

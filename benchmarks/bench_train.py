@@ -21,11 +21,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from batchout.checkpoint import build_model
 from batchout.config import TrainParams
-from batchout.runconfig import RunConfig, resolve_run
-from batchout.schedule import make_scheduler
-from batchout.training import Split, make_optimizer, train_epoch
+from batchout.config.run import RunConfig, resolve_run
+from batchout.training.checkpoint import build_model
+from batchout.training.loop import Split, make_optimizer, train_epoch
+from batchout.training.schedule import make_scheduler
 
 SETUPS = {  # name -> (model, model_kwargs, shape C x H x W, crop padding, flip)
     "lenet/mnist-shape": ("lenet", {}, (1, 28, 28), 0, False),

@@ -16,10 +16,9 @@ from pipeline._common import PARAMS_OPTION, load, run_cli, stage_command
 @stage_command
 def command(name: str = typer.Argument(..., help="a key of train.runs or train.tuned_runs"),
             params: Path = PARAMS_OPTION) -> None:
-    from batchout.stages.attack import (  # heavy (torch, mlflow): imported only when the command runs
-        eps_key,
-        run,
-    )
+    from batchout.io import eps_key
+    from batchout.stages.attack import run  # heavy (torch, mlflow): imported only when the command runs
+
     result = run(load(params), name, Paths())
     last = result["eps"][-1]
     worst = result["robust_acc"].get("worst", result["robust_acc"].get("pgd", {}))

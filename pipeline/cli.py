@@ -17,12 +17,7 @@ _STAGES = ("prepare", "train", "attack", "report", "tune", "ui", "doctor")
 
 def _register() -> None:
     for name in _STAGES:
-        try:
-            module = importlib.import_module(f"pipeline.{name}")
-        except ModuleNotFoundError as err:  # a stage not built yet must not break the others
-            if err.name == f"pipeline.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"pipeline.{name}")
         app.command(name, help=module.__doc__.splitlines()[0] if module.__doc__ else None)(module.command)
 
 

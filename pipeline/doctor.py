@@ -45,7 +45,7 @@ def command(params: Path = PARAMS_OPTION,
             as_json: bool = typer.Option(False, "--json", help="print the checks as JSON")) -> None:
     # imported here: the checks import torch lazily, and `batchout --help` must stay fast
     from batchout.doctor import exit_code, run
-    from batchout.runmeta import repo_root
+    from batchout.tracking.meta import repo_root
 
     checks = run(repo_root(), params_path=params, quick=quick)
     result = summary(checks)

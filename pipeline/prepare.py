@@ -20,8 +20,8 @@ def command(
     dataset: str = typer.Argument(..., help="mnist, cifar10, cifar3 or a key of data.image_folders"),
     params: Path = PARAMS_OPTION,
 ) -> None:
-    from batchout.data.prepare import run
     from batchout.paths import Paths
+    from batchout.stages.prepare import run
 
     meta = run(load(params).data, dataset, Paths())
     c, src = meta["counts"], meta["source"]

@@ -12,19 +12,11 @@ from pathlib import Path
 
 import typer
 
-from batchout.runmeta import repo_root, tracking_uri
+from batchout.paths import artifacts_beside
+from batchout.tracking.meta import repo_root, tracking_uri
 from pipeline._common import run_cli, stage_command
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _artifacts_for(uri: str) -> str | None:
-    """Where new experiments keep artifacts: beside the SQLite database, as ``batchout.tracking`` does
-    (also when MLFLOW_TRACKING_URI names a database outside the project); None for other stores."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
-    return (db.parent / "artifacts").resolve().as_uri()
 
 
 def ui_argv(root: Path, host: str, port: int, workers: int = 1, allowed_hosts: str | None = None) -> list[str]:
@@ -33,7 +25,7 @@ def ui_argv(root: Path, host: str, port: int, workers: int = 1, allowed_hosts: s
     uri = tracking_uri(root)
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
             "--workers", str(workers)]
-    artifacts = _artifacts_for(uri)
+    artifacts = artifacts_beside(uri)  # where batchout.tracking puts new experiments' artifacts
     if artifacts is not None:
         argv += ["--default-artifact-root", artifacts]
     if allowed_hosts:  # MLflow rejects Host headers other than localhost/private IPs unless listed

@@ -70,8 +70,8 @@ def tiny_project(tmp_path, monkeypatch, real_params):
     """The real params.yaml shrunk (2 epochs, tiny synthetic MNIST, CPU), a prepared data set and
     an MLflow store, all under tmp_path. Returns (params, paths)."""
     from batchout.config import Subset
-    from batchout.data.prepare import run as prepare
     from batchout.paths import Paths
+    from batchout.stages.prepare import run as prepare
 
     monkeypatch.delenv("BATCHOUT_DATA_MIRROR", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")

@@ -262,7 +262,8 @@ def test_configure_explicit_sites_and_per_site_n(lenet):
         ("batchout", {"conv1": 0.1, "cnv1": 0.1}, ["conv1"], r"batchout.n.cnv1: not one of the model's"),
         ("batchout", 1.5, None, r"batchout.n: got 1.5; allowed"),
         ("batchout_final", (0.4, 0.2), None, r"batchout.n: got \(0.4, 0.2\); allowed"),
-        ("mixup", 0.1, None, r"method: unknown value 'mixup'; allowed: standard, adversarial, batchout"),
+        ("mixup", 0.1, None,
+         r"method: unknown value 'mixup'; allowed: standard, batchout, batchout_final, adversarial"),
     ],
 )
 def test_configure_rejects_bad_input_in_one_line(lenet, method, n, layers, match):

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from batchout.config import Params, parse_params
+from batchout.config.run import resolve_run
 from batchout.errors import BatchoutError
-from batchout.runconfig import resolve_run
 
 
 @pytest.fixture
@@ -91,7 +91,27 @@ def test_unknown_model_and_method(doc):
 
 def test_unknown_attack_name(doc):
     doc["attack"]["attacks"]["cw"] = {}
-    assert _error(doc).startswith("attack.attacks.cw: unknown value 'cw'; allowed: fgsm, pgd")
+    assert _error(doc).startswith("attack.attacks.cw: unknown value 'cw'; allowed: deepfool, fgsm, pgd")
+
+
+def test_names_come_from_the_registries_alone(doc, monkeypatch):
+    """A model or attack registered anywhere is usable in params.yaml without touching the schema."""
+    from torch import nn
+
+    from batchout.attacks import registry as attacks
+    from batchout.attacks.fgsm import FGSM
+    from batchout.models import registry as models
+
+    run = doc["train"]["runs"]["mnist-lenet-standard-s0"]
+    run["model"], doc["attack"]["attacks"]["fgsm2"] = "tiny_mlp", {}
+    with pytest.raises(BatchoutError, match="model: unknown value 'tiny_mlp'; allowed: lenet"):
+        parse_params(copy.deepcopy(doc))
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    monkeypatch.setattr(attacks, "_REGISTRY", dict(attacks._REGISTRY))
+    models.register_model("tiny_mlp")(lambda num_classes, in_channels, image_size, mean, std: nn.Identity())
+    attacks.register_attack("fgsm2")(type("FGSM2", (FGSM,), {}))
+    params = parse_params(doc)
+    assert params.train.runs["mnist-lenet-standard-s0"].model == "tiny_mlp" and "fgsm2" in params.attack.attacks
 
 
 def test_run_dataset_must_be_known(doc):

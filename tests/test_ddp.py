@@ -19,8 +19,8 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from batchout.distributed import Dist, unwrap
 from batchout.errors import BatchoutError
+from batchout.training.distributed import Dist, unwrap
 
 # Tolerance on test accuracy, torchrun (2 ranks) vs one process, both on 200 synthetic test images:
 # the ranks see the same global batches but draw their own crops, so runs differ by a few images.

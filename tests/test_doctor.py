@@ -20,7 +20,8 @@ import yaml
 from conftest import REPO, write_mnist_raw
 from servers import health_server
 
-from batchout import doctor
+from batchout.doctor import checks as doctor
+from batchout.doctor import exit_code
 
 GIB = 2**30
 
@@ -52,7 +53,7 @@ def test_healthy_project_has_no_failures(tiny_project, plenty_of_disk):
     write_params(paths.root, params)
     checks = by_name(doctor.run(paths.root))
     assert [c for c in checks.values() if c.status == doctor.FAIL] == []
-    assert doctor.exit_code(list(checks.values())) == 0
+    assert exit_code(list(checks.values())) == 0
     assert checks["prepared mnist"].status == doctor.OK
     assert "400/60/200 train/val/test images, sha256 ok" in checks["prepared mnist"].found
     assert checks["raw mnist"].found == "data/raw/MNIST/raw (mnist-idx)"

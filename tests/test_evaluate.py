@@ -14,7 +14,8 @@ from torch import nn
 
 from batchout.config import Checks
 from batchout.errors import BatchoutError
-from batchout.evaluate import robust_grid, sanity_checks
+from batchout.evaluation.checks import sanity_checks
+from batchout.evaluation.robust import robust_grid
 
 EPS = [0.0, 0.15, 0.35]
 ATTACKS = {"fgsm": {}, "pgd": {"steps": 10}, "square": {"n_queries": 100}}

@@ -27,10 +27,10 @@ import yaml
 from conftest import REPO, write_mnist_raw
 from mlflow import MlflowClient
 
-from batchout.checkpoint import load_model
 from batchout.config import Subset
-from batchout.data.prepare import run as prepare
 from batchout.paths import Paths
+from batchout.stages.prepare import run as prepare
+from batchout.training.checkpoint import load_model
 
 pytestmark = pytest.mark.slow
 

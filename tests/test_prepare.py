@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 
 from batchout.config import DataParams, Subset
 from batchout.data import formats, prepare, sources
-from batchout.data.loader import load_meta, load_split
+from batchout.data.loader import SPLITS, load_meta, load_split
 from batchout.errors import BatchoutError
 from batchout.paths import Paths
+from batchout.stages import prepare as stage
 
 CIFAR = formats.CIFAR10_CLASSES
 
@@ -109,12 +110,12 @@ def mnist_raw(tmp_path: Path) -> Path:
 
 # ----------------------------------------------------------------------------- sources
 def test_mnist_from_raw_dir(mnist_raw: Path, offline: list) -> None:
-    meta = prepare.run(params(), "mnist", Paths(mnist_raw))
+    meta = stage.run(params(), "mnist", Paths(mnist_raw))
     assert meta["source"] == {"kind": "mnist-idx", "where": "data/raw/MNIST/raw"}
     assert meta["source_counts"] == {"train": 50, "test": 20} and meta["shape"] == [1, 28, 28]
     assert meta["counts"] == {"train": 40, "val": 10, "test": 20} and meta["classes"] == list("0123456789")
     out = mnist_raw / "data/prepared/mnist"
-    xs = {s: load_split(out, s) for s in prepare.SPLITS}
+    xs = {s: load_split(out, s) for s in SPLITS}
     train_ids, val_ids = image_ids(xs["train"][0].numpy()), image_ids(xs["val"][0].numpy())
     assert sorted(np.concatenate([train_ids, val_ids]).tolist()) == list(range(50))  # disjoint, complete
     labels = np.repeat(np.arange(10), MNIST_TRAIN)
@@ -129,7 +130,7 @@ def test_mirror_gz_is_verified_and_copied_and_left_untouched(tmp_path: Path, mon
     before = snapshot(mirror)
     monkeypatch.setenv(sources.MIRROR_ENV, str(mirror))
     root = tmp_path / "repo"
-    meta = prepare.run(params(), "mnist", Paths(root))
+    meta = stage.run(params(), "mnist", Paths(root))
     assert meta["source_counts"] == {"train": 50, "test": 20}
     assert sorted(p.name for p in (root / "data/raw/MNIST/raw").iterdir()) == sorted(
         f"{n}.gz" for pair in formats.MNIST_FILES.values() for n in pair
@@ -144,7 +145,7 @@ def test_mirror_checksum_mismatch_is_refused_before_writing(tmp_path: Path, monk
     (mirror / "MNIST/raw/train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x00")
     monkeypatch.setenv(sources.MIRROR_ENV, str(mirror))
     with pytest.raises(BatchoutError, match=r"train-images-idx3-ubyte: sha256 does not match .*SHA256SUMS"):
-        prepare.run(params(), "mnist", Paths(tmp_path / "repo"))
+        stage.run(params(), "mnist", Paths(tmp_path / "repo"))
     assert not (tmp_path / "repo").exists()
 
 
@@ -157,13 +158,13 @@ def test_mirror_image_folder_archive_gives_cifar3_then_cifar10(tmp_path: Path, m
     sha256sums(mirror, ["cifar10-imagefolder.tar.gz"])
     monkeypatch.setenv(sources.MIRROR_ENV, str(mirror))
     root = tmp_path / "repo"
-    meta = prepare.run(params(), "cifar3", Paths(root))
+    meta = stage.run(params(), "cifar3", Paths(root))
     assert meta["classes"] == ["airplane", "automobile", "bird"] and meta["num_classes"] == 3
     assert meta["source"] == {"kind": "image-folder", "where": "data/raw/cifar10"}
     assert meta["source_counts"] == {"train": 3 + 4 + 5, "test": 6} and meta["shape"] == [3, 8, 8]
     assert set(load_split(root / "data/prepared/cifar3", "train")[1].tolist()) == {0, 1, 2}
     monkeypatch.delenv(sources.MIRROR_ENV)  # cifar10 now comes from the extracted copy in raw_dir
-    meta10 = prepare.run(params(), "cifar10", Paths(root))
+    meta10 = stage.run(params(), "cifar10", Paths(root))
     assert meta10["source_counts"] == {"train": 4 * 3 + 3 * 4 + 3 * 5, "test": 20} and not offline
 
 
@@ -171,7 +172,7 @@ def test_raw_dir_wins_over_mirror(tmp_path: Path, monkeypatch) -> None:
     write_mnist(tmp_path / "mirror/MNIST/raw", MNIST_TRAIN, MNIST_TEST, tag=2)
     write_mnist(tmp_path / "repo/data/raw/MNIST/raw", MNIST_TRAIN, MNIST_TEST, tag=1)
     monkeypatch.setenv(sources.MIRROR_ENV, str(tmp_path / "mirror"))
-    prepare.run(params(), "mnist", Paths(tmp_path / "repo"))
+    stage.run(params(), "mnist", Paths(tmp_path / "repo"))
     x, _ = load_split(tmp_path / "repo/data/prepared/mnist", "test")
     assert set(x.reshape(len(x), -1)[:, 2].tolist()) == {1}  # the raw_dir copy's tag
 
@@ -179,7 +180,7 @@ def test_raw_dir_wins_over_mirror(tmp_path: Path, monkeypatch) -> None:
 def test_cifar_exact_batches_preferred_and_cifar3_mapping(tmp_path: Path) -> None:
     write_cifar_python(tmp_path / "data/raw/cifar-10-batches-py", per_class_train=5, per_class_test=2)
     write_image_folder(tmp_path / "data/raw/cifar10", {c: (1, 1) for c in CIFAR})
-    meta = prepare.run(params(), "cifar3", Paths(tmp_path))
+    meta = stage.run(params(), "cifar3", Paths(tmp_path))
     assert meta["source"]["kind"] == "cifar-python" and meta["classes"] == list(CIFAR[:3])
     assert meta["source_counts"] == {"train": 15, "test": 6} and meta["shape"] == [3, 32, 32]
     out = tmp_path / "data/prepared/cifar3"
@@ -190,7 +191,7 @@ def test_cifar_exact_batches_preferred_and_cifar3_mapping(tmp_path: Path) -> Non
 
 def test_offline_with_nothing_is_one_line_and_writes_nothing(tmp_path: Path, offline: list) -> None:
     with pytest.raises(BatchoutError) as err:
-        prepare.run(params(), "cifar10", Paths(tmp_path))
+        stage.run(params(), "cifar10", Paths(tmp_path))
     msg = str(err.value)
     assert msg.startswith("cifar10: raw data not found: looked in raw_dir ")
     for part in (
@@ -210,7 +211,7 @@ def test_download_path_fills_raw_dir(tmp_path: Path, monkeypatch) -> None:
         write_mnist(raw_dir / folder, MNIST_TRAIN, MNIST_TEST)
 
     monkeypatch.setattr(sources, "download", fake_download)
-    assert prepare.run(params(), "mnist", Paths(tmp_path))["source"]["where"] == "data/raw/MNIST/raw"
+    assert stage.run(params(), "mnist", Paths(tmp_path))["source"]["where"] == "data/raw/MNIST/raw"
 
 
 def test_user_image_folder_grayscale(tmp_path: Path) -> None:
@@ -220,7 +221,7 @@ def test_user_image_folder_grayscale(tmp_path: Path) -> None:
             (folder / split / cls).mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(folder / split / cls / f"{i}.png")
-    meta = prepare.run(params(image_folders={"shapes": "shapes"}), "shapes", Paths(tmp_path))
+    meta = stage.run(params(image_folders={"shapes": "shapes"}), "shapes", Paths(tmp_path))
     assert meta["classes"] == ["circle", "square"] and meta["shape"] == [1, 6, 6]
     assert meta["counts"] == {"train": 8, "val": 2, "test": 4} and meta["source"]["where"] == "shapes"
 
@@ -229,7 +230,7 @@ def test_user_image_folder_grayscale(tmp_path: Path) -> None:
 def test_stratified_val_split_and_subsets(tmp_path: Path) -> None:
     write_mnist(tmp_path / "data/raw/MNIST/raw", [40, 30, 20, 10, 50, 25, 35, 15, 45, 30], [10] * 10)
     data = params(val_fraction=0.25, seed=3, subset=Subset(train=100, val=None, test=37))
-    meta = prepare.run(data, "mnist", Paths(tmp_path))
+    meta = stage.run(data, "mnist", Paths(tmp_path))
     full = np.array([40, 30, 20, 10, 50, 25, 35, 15, 45, 30])
     val = np.array(meta["class_counts"]["val"])
     assert val.sum() == 75 and np.all(np.abs(val - 0.25 * full) <= 1)
@@ -253,16 +254,16 @@ def test_allocate_is_proportional_within_one(counts: list[int], frac: float) -> 
 
 
 def test_subset_larger_than_split_keeps_all_and_tiny_val_is_refused(mnist_raw: Path) -> None:
-    meta = prepare.run(params(subset=Subset(test=1000)), "mnist", Paths(mnist_raw))
+    meta = stage.run(params(subset=Subset(test=1000)), "mnist", Paths(mnist_raw))
     assert meta["counts"]["test"] == 20
     with pytest.raises(BatchoutError, match="data.val_fraction: 0.001 of 50 train examples gives 0"):
-        prepare.run(params(val_fraction=0.001), "mnist", Paths(mnist_raw))
+        stage.run(params(val_fraction=0.001), "mnist", Paths(mnist_raw))
 
 
 def test_same_params_byte_identical_other_seed_differs(tmp_path: Path) -> None:
     for name in ("a", "b", "c"):
         write_mnist(tmp_path / name / "data/raw/MNIST/raw", MNIST_TRAIN, MNIST_TEST)
-    metas = [prepare.run(params(seed=s), "mnist", Paths(tmp_path / n)) for n, s in (("a", 1), ("b", 1), ("c", 2))]
+    metas = [stage.run(params(seed=s), "mnist", Paths(tmp_path / n)) for n, s in (("a", 1), ("b", 1), ("c", 2))]
     a, b, c = (snapshot(tmp_path / n / "data/prepared/mnist") for n in ("a", "b", "c"))
     assert a == b and len(a) == 7
     assert metas[0]["sha256"]["x_train.npy"] != metas[2]["sha256"]["x_train.npy"]
@@ -280,7 +281,7 @@ def test_channel_stats_match_numpy() -> None:
 # ----------------------------------------------------------------------------- bad input and the loader
 def test_unknown_dataset_names_allowed_values(tmp_path: Path) -> None:
     with pytest.raises(BatchoutError, match=r"^dataset: unknown value 'svhn'; allowed: mnist, cifar10, cifar3, mine$"):
-        prepare.run(params(image_folders={"mine": "x"}), "svhn", Paths(tmp_path))
+        stage.run(params(image_folders={"mine": "x"}), "svhn", Paths(tmp_path))
 
 
 def test_truncated_idx_and_non_image_jpg_write_nothing(tmp_path: Path) -> None:
@@ -289,16 +290,16 @@ def test_truncated_idx_and_non_image_jpg_write_nothing(tmp_path: Path) -> None:
     path = raw / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(BatchoutError, match="t10k-images-idx3-ubyte: truncated"):
-        prepare.run(params(), "mnist", Paths(tmp_path))
+        stage.run(params(), "mnist", Paths(tmp_path))
     write_image_folder(tmp_path / "data/raw/cifar10", {c: (2, 1) for c in CIFAR})
     (tmp_path / "data/raw/cifar10/train/bird/1.jpg").write_text("oops")
     with pytest.raises(BatchoutError, match=r"bird/1.jpg: not a readable image"):
-        prepare.run(params(), "cifar3", Paths(tmp_path))
+        stage.run(params(), "cifar3", Paths(tmp_path))
     assert not (tmp_path / "data/prepared").exists()
 
 
 def test_failed_rerun_keeps_the_previous_output_whole(mnist_raw: Path, monkeypatch) -> None:
-    prepare.run(params(), "mnist", Paths(mnist_raw))
+    stage.run(params(), "mnist", Paths(mnist_raw))
     out = mnist_raw / "data/prepared/mnist"
     before = snapshot(out)
     calls = []
@@ -312,7 +313,7 @@ def test_failed_rerun_keeps_the_previous_output_whole(mnist_raw: Path, monkeypat
 
     monkeypatch.setattr(prepare.np, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        prepare.run(params(seed=9), "mnist", Paths(mnist_raw))
+        stage.run(params(seed=9), "mnist", Paths(mnist_raw))
     assert snapshot(out) == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["mnist"]  # no temporary folder left
 
@@ -321,7 +322,7 @@ def test_loader_refuses_tampered_and_missing_files(mnist_raw: Path) -> None:
     out = mnist_raw / "data/prepared/mnist"
     with pytest.raises(BatchoutError, match=r"run `dvc repro prepare@mnist` \(or `batchout prepare mnist`\)"):
         load_meta(out)
-    prepare.run(params(), "mnist", Paths(mnist_raw))
+    stage.run(params(), "mnist", Paths(mnist_raw))
     x, y = load_split(out, "val")
     assert x.dtype.is_floating_point is False and str(x.dtype) == "torch.uint8" and str(y.dtype) == "torch.int64"
     assert tuple(x.shape) == (10, 1, 28, 28)

@@ -16,11 +16,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from batchout.checkpoint import build_model, fingerprint, restore_model, save_checkpoint, save_model
+from batchout.config.run import resolve_run
 from batchout.data.loader import load_meta
 from batchout.errors import BatchoutError
-from batchout.runconfig import resolve_run
-from batchout.training import TrainState
+from batchout.training.checkpoint import build_model, fingerprint, restore_model, save_checkpoint, save_model
+from batchout.training.loop import TrainState
 
 STD = "mnist-lenet-standard-s0"
 OTHER = "mnist-lenet-batchout-s0"
@@ -166,7 +166,7 @@ def test_checkpoint_weights_of_another_architecture_are_refused(project):
     cfg, fp = _cfg_fp(params, paths)
     other = torch.nn.Linear(784, 10)
     save_checkpoint(paths.checkpoint(STD), other, TrainState(), fp, None)
-    from batchout.checkpoint import load_checkpoint
+    from batchout.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(paths.checkpoint(STD), fp)
     assert ckpt is not None and ckpt["epoch"] == 0

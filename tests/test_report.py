@@ -18,11 +18,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from batchout import report
 from batchout.config import parse_params
 from batchout.errors import BatchoutError
 from batchout.io import write_json
 from batchout.paths import Paths
+from batchout.reporting import groups as grouping
+from batchout.reporting import reference, render, tables
 from batchout.stages import report as stage
 
 EPS = [0.1, 0.25, 0.3]  # 0.1 and 0.3 are in the paper's figure, 0.25 is not
@@ -71,9 +72,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture
-def groups(setup) -> list[report.Group]:
+def groups(setup) -> list[grouping.Group]:
     params, paths = setup
-    return report.make_groups(stage.load_records(params, paths))
+    return grouping.make_groups(stage.load_records(params, paths))
 
 
 def _cell(mean_std: tuple[float, float] | float, n: int) -> str:
@@ -87,27 +88,27 @@ def _two(a: float, b: float) -> tuple[float, float]:
 
 
 def test_stat_uses_sample_std():
-    s = report.stat([0.2, 0.4, 0.9])
+    s = grouping.stat([0.2, 0.4, 0.9])
     var = sum((v - 0.5) ** 2 for v in (0.2, 0.4, 0.9)) / 2
     assert s.mean == pytest.approx(0.5) and s.std == pytest.approx(math.sqrt(var)) and s.n == 3
-    assert report.stat([0.7]).std is None
+    assert grouping.stat([0.7]).std is None
 
 
 def test_groups_and_table_values(groups):
     assert [(g.method, len(g.runs)) for g in groups] == [("standard", 2), ("batchout", 2), ("adversarial", 1)]
-    header, *rows = report.accuracy_table(groups, "pgd").items
+    header, *rows = tables.accuracy_table(groups, "pgd").items
     assert header == ("model / method", "clean (test set)", "eps 0.1", "eps 0.25", "eps 0.3")
     std, bo, adv = rows
     assert std[1] == _cell(_two(0.990, 0.986), 2)
     assert std[2] == _cell(_two(0.20, 0.24), 2) and std[4] == _cell(_two(0.02, 0.04), 2)
     assert bo[3] == _cell(_two(0.60, 0.62), 2)
     assert adv[2] == _cell(0.90, 1) and adv[1] == "98.00 (single run)"
-    fgsm_rows = report.accuracy_table(groups, "fgsm").items[1:]
+    fgsm_rows = tables.accuracy_table(groups, "fgsm").items[1:]
     assert fgsm_rows[0][2] == _cell(_two(0.50, 0.56), 2)
 
 
 def test_spread_verdict_both_ways(groups):
-    rows = {(r["a"], r["b"], r["quantity"], r["eps"]): r for r in report.comparisons(groups, 2.0)}
+    rows = {(r["a"], r["b"], r["quantity"], r["eps"]): r for r in grouping.comparisons(groups, 2.0)}
     clean = rows[("batchout", "standard", "clean", None)]
     assert clean["diff"] == pytest.approx(0.986 - 0.988)
     assert clean["pooled_std"] == pytest.approx(abs(0.990 - 0.986) / math.sqrt(2))  # equal spreads pool to it
@@ -116,28 +117,28 @@ def test_spread_verdict_both_ways(groups):
     assert pgd["diff"] == pytest.approx(0.79 - 0.22)
     assert pgd["larger_than_spread"] is True and pgd["verdict"].startswith("larger than the seed-to-seed spread")
     # a bigger factor turns the same difference into "within"
-    big = report.compare(report.stat([0.80, 0.78]), report.stat([0.20, 0.24]), factor=1000.0)
+    big = grouping.compare(grouping.stat([0.80, 0.78]), grouping.stat([0.20, 0.24]), factor=1000.0)
     assert big.real is False
 
 
 def test_single_run_cannot_be_judged(groups):
-    rows = [r for r in report.comparisons(groups, 2.0) if (r["a"], r["b"]) == ("batchout", "adversarial")]
+    rows = [r for r in grouping.comparisons(groups, 2.0) if (r["a"], r["b"]) == ("batchout", "adversarial")]
     assert len(rows) == 1 + len(EPS)
     assert all(r["larger_than_spread"] is None and r["pooled_std"] is None for r in rows)
     assert all("single run" in r["verdict"] and "cannot be judged" in r["verdict"] for r in rows)
     # the adversarial model is flagged, so its robust (not its clean) differences are marked suspect
     assert [r["verdict"].endswith("suspect (gradient masking)") for r in rows] == [False] + [True] * len(EPS)
-    assert report.compare(report.stat([0.9]), report.stat([0.1]), 2.0).real is None
+    assert grouping.compare(grouping.stat([0.9]), grouping.stat([0.1]), 2.0).real is None
 
 
 def test_markdown_has_masking_flag_and_paper_numbers(groups):
-    text = report.to_markdown("T", report.build_blocks("T", groups, 2.0, {"mnist": "robustness_mnist.png"}))
+    text = render.to_markdown("T", tables.build_blocks("T", groups, 2.0, {"mnist": "robustness_mnist.png"}))
     assert ("mnist-lenet-adversarial-s0: suspected gradient masking; failed checks: "
             "large_eps_ok, monotone_ok") in text  # sorted: the metrics file is written with sorted keys
     assert "lenet adversarial ⚠ suspected gradient masking" in text
     assert "mnist-lenet-standard-s0: suspected" not in text
-    assert report.PAPER_CITATION in text and "![" in text and "(robustness_mnist.png)" in text
-    paper = report.paper_table("mnist", groups).items
+    assert reference.PAPER_CITATION in text and "![" in text and "(robustness_mnist.png)" in text
+    paper = tables.paper_table("mnist", groups).items
     assert paper[0][1:] == ("lenet standard (ours)", "standard (paper)", "lenet batchout (ours)", "BatchOut (paper)",
                             "lenet adversarial (ours)", "FGSM-AT (paper)")
     by_eps = {row[0]: row for row in paper[1:]}
@@ -155,14 +156,14 @@ def test_group_labels_split_tuned_and_differing_configs():
                                                          "method": "batchout", "batchout": {"n": 0.4}}
     doc["train"]["tuned_runs"] = {"mnist-lenet-tuned-s0": {"dataset": "mnist", "model": "lenet", "method": "batchout"}}
     params = parse_params(doc)
-    labels = report.group_labels(params.train.all_runs(), params.train.tuned_runs)
+    labels = grouping.group_labels(params.train.all_runs(), params.train.tuned_runs)
     assert labels["mnist-lenet-batchout-s0"] == labels["mnist-lenet-batchout-s1"] == "batchout [mnist-lenet-batchout]"
     assert labels["mnist-lenet-batchoutbig-s0"] == "batchout [mnist-lenet-batchoutbig]"
     assert labels["mnist-lenet-tuned-s0"] == "batchout (tuned)"
 
 
 def test_curves_for_plot(groups):
-    curves = report.robustness_curves(groups)
+    curves = grouping.robustness_curves(groups)
     std = curves["lenet standard"]
     assert std["eps"] == [0.0, *EPS]
     assert std["acc"] == pytest.approx([0.990, 0.22, 0.06, 0.03])
@@ -222,19 +223,19 @@ def test_cli_bad_params_exits_2(tmp_path: Path):
 def test_seed_results_beside_ours():
     eps = [1 / 255, 5 / 255]
 
-    def rec(method: str, test_acc: float, pgd: list[float]) -> report.RunRecord:
+    def rec(method: str, test_acc: float, pgd: list[float]) -> grouping.RunRecord:
         attack = {"eps": eps, "clean_acc": test_acc,
                   "robust_acc": {"pgd": {f"eps_{e:.4f}": v for e, v in zip(eps, pgd, strict=True)}}}
-        return report.RunRecord(f"c3-{method}", "cifar3", "resnet_bottleneck", method, method,
+        return grouping.RunRecord(f"c3-{method}", "cifar3", "resnet_bottleneck", method, method,
                                 {"test_acc": test_acc}, attack)
 
-    groups = report.make_groups([rec("batchout_final", 0.91, [0.7, 0.6]), rec("standard", 0.90, [0.6, 0.5])])
+    groups = grouping.make_groups([rec("batchout_final", 0.91, [0.7, 0.6]), rec("standard", 0.90, [0.6, 0.5])])
     assert [g.method for g in groups] == ["standard", "batchout_final"]
-    header, clean, robust, other = report.seed_table(groups).items
+    header, clean, robust, other = tables.seed_table(groups).items
     assert clean[3:] == ("90.66", "90.86", "90.00 (single run)", "91.00 (single run)")
     assert robust[2] == "robust at eps 5/255 (ours: PGD)" and robust[3:] == ("58.00", "64.00", "50.00 (single run)",
                                                                             "60.00 (single run)")
     assert other[0] == "cifar10" and other[5:] == ("–", "–")  # no cifar10 runs here
-    rows = report.comparisons(groups, 2.0)
+    rows = grouping.comparisons(groups, 2.0)
     assert [r["quantity"] for r in rows] == ["clean", "pgd", "pgd"]
     assert all(r["larger_than_spread"] is None for r in rows)  # the seed-style single runs stay unjudged

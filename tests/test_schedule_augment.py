@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from batchout.augment import crop_flip
 from batchout.config import Schedule
-from batchout.schedule import lr_factor, make_scheduler
+from batchout.training.augment import crop_flip
+from batchout.training.schedule import lr_factor, make_scheduler
 
 
 def test_warmup_is_linear_then_cosine_reaches_zero():

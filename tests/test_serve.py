@@ -71,9 +71,9 @@ def project(tmp_path_factory, one_thread) -> Project:
     from conftest import write_mnist_raw
 
     from batchout.config import load_params
-    from batchout.data.prepare import run as prepare
     from batchout.paths import Paths
     from batchout.stages import attack, train
+    from batchout.stages.prepare import run as prepare
 
     root = tmp_path_factory.mktemp("served").resolve()
     params = shrink(load_params(REPO / "params.yaml"))

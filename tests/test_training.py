@@ -8,10 +8,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from batchout import tracking
-from batchout.checkpoint import load_model
 from batchout.errors import BatchoutError
 from batchout.io import read_json
 from batchout.stages import train as train_stage
+from batchout.training.checkpoint import load_model
 
 STD = "mnist-lenet-standard-s0"
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
+from optuna.pruners import BasePruner, MedianPruner
 
 from batchout import tracking, tuning
 from batchout.config import parse_params
@@ -25,7 +26,7 @@ from batchout.data.prepare import channel_stats, write_prepared
 from batchout.errors import BatchoutError
 from batchout.paths import Paths
 from batchout.stages import tune as stage
-from batchout.training import Split
+from batchout.training.loop import Split
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -91,7 +92,7 @@ def test_objective_modes_and_mix_weight():
 
 def test_median_pruner_prunes_bad_trials(tmp_path):
     params = make_params(n_trials=4, pruner="median", epochs=3)
-    pruner = tuning.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    pruner = MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     study = tuning.open_study("p", journal(tmp_path), params.tune, pruner=pruner)
     tuning.optimize(study, params.tune, synthetic(epochs=3, bad={1, 3}), quota=4, total=4)
     states = {t.number: t.state.name for t in study.trials}
@@ -105,7 +106,7 @@ def test_median_pruner_prunes_bad_trials(tmp_path):
 def test_last_epoch_is_never_pruned(tmp_path):
     params = make_params(n_trials=3, pruner="median", epochs=2)
     study = tuning.open_study("l", journal(tmp_path), params.tune,
-                              pruner=tuning.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+                              pruner=MedianPruner(n_startup_trials=1, n_warmup_steps=0))
 
     def late_drop(ctx):  # good at epoch 1, terrible at the last epoch
         ctx.report(1, 1.0)
@@ -356,7 +357,7 @@ def test_stage_trains_scores_logs_and_resumes(repo, toy):
     assert sorted(m.step for m in history) == [1, 2]
 
 
-class PruneLaterTrials(tuning.BasePruner):
+class PruneLaterTrials(BasePruner):
     """Prunes every trial after the first at its first report."""
 
     def prune(self, study, trial) -> bool:
@@ -364,7 +365,7 @@ class PruneLaterTrials(tuning.BasePruner):
 
 
 def test_stage_pruned_trial_is_logged_as_pruned(repo, toy, monkeypatch):
-    monkeypatch.setattr(tuning, "make_pruner", lambda tune: PruneLaterTrials())
+    monkeypatch.setattr(tuning.study, "make_pruner", lambda tune: PruneLaterTrials())
     best = stage.run(make_params(study_name="t-pruned", n_trials=2), repo)
     assert (best["complete_trials"], best["pruned_trials"], best["trial"]) == (1, 1, 0)
     _, children = _runs(toy.uri, "t-pruned")

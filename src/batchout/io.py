@@ -1,7 +1,8 @@
 """File formats on disk, all written atomically (temp name + rename), so a killed stage leaves
 either the old file or the new one, never a truncated one.
 
-Usage: ``write_json(path, {"acc": 0.9})``; ``sha256_file(path)``; ``with atomic_dir(out) as tmp: ...``
+Usage: ``write_json(path, {"acc": 0.9})``; ``sha256_file(path)``; ``with atomic_dir(out) as tmp: ...``;
+``eps_key(8 / 255)`` -> ``"eps_0.0314"``, the budget's name in metrics files, MLflow and reports
 
 A SIGKILL between creating a temp file and renaming it leaves the temp behind (no ``finally`` runs).
 Temp names carry their writer (``.<name>.<host>~<pid>.<random>.tmp``), and every atomic write first
@@ -118,6 +119,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _fsync_dir(path.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def eps_key(eps: float) -> str:
+    """The name of an L-infinity budget in every metrics file, metric key and report: 4 decimals, so
+    0.1 and 0.10000001 (8/255 parsed twice) are one key and 1/255 steps stay distinct."""
+    return f"eps_{float(eps):.4f}"
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -1,12 +1,31 @@
 """Where every stage reads and writes, relative to the repository root.
 
-Usage: ``p = Paths(root); p.prepared("mnist") / "meta.json"``
+Usage: ``p = Paths(root); p.prepared("mnist") / "meta.json"``; ``sqlite_db("sqlite:////abs/mlflow.db")``
+
+Also the names that several modules (and ``batchout doctor``) must agree on: the data mirror's
+environment variable, the default Optuna journal, and how a SQLite store URI maps to files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+MIRROR_ENV = "BATCHOUT_DATA_MIRROR"  # an offline folder of raw data sets (with SHA256SUMS)
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_db(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (query string dropped); None for any other URI."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    return Path(uri[len(SQLITE_PREFIX):].split("?", 1)[0])
+
+
+def artifacts_beside(uri: str) -> str | None:
+    """``file://`` URI of the ``artifacts`` folder beside a SQLite store; None for a server (it decides)."""
+    db = sqlite_db(uri)
+    return (db.parent / "artifacts").resolve().as_uri() if db is not None else None
 
 
 @dataclass(frozen=True)
@@ -39,9 +58,23 @@ class Paths:
         return self.root / "tune"
 
     @property
+    def tune_best(self) -> Path:
+        return self.tune_dir / "best.yaml"
+
+    @property
+    def tune_journal(self) -> Path:
+        """The default Optuna storage (``tune.storage: null``): a journal file."""
+        return self.tune_dir / "optuna.journal"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 
     @property
     def mlruns(self) -> Path:
         return self.root / "mlruns"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The default MLflow store (no ``MLFLOW_TRACKING_URI``); artifacts go beside it."""
+        return self.mlruns / "mlflow.db"

@@ -2,7 +2,8 @@
 
 Usage: ``from batchout.attacks import create_attack; x_adv = create_attack("pgd", model)(x, y, 0.3)``
 
-Importing this package registers every attack; the names match ``batchout.config.ATTACKS``.
+Importing this package registers every attack; params.yaml names are checked against this registry.
+Attacks know nothing of MLflow, files or training: model, images and budget in, adversarial images out.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Data sets: raw formats (formats), where raw data comes from (sources), the prepare stage
-(prepare) and reading prepared splits (loader).
+"""Data sets: raw formats (``formats``), where raw data comes from (``sources``: the data set registry,
+raw_dir, the offline mirror, torchvision's download), making the seeded splits (``prepare``) and
+the prepared folder with its meta.json (``loader``).
 
-Usage: ``from batchout.data.loader import load_split``; ``from batchout.data.prepare import run``
+Usage: ``from batchout.data.loader import load_split``; the prepare stage is ``batchout.stages.prepare``
 
-Nothing is imported here, so the prepare stage does not pay for torch and training does not pay for PIL.
+Nothing is imported here, so reading prepared data does not pay for PIL. Must not import models,
+training, tracking or tuning.
 """

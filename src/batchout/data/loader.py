@@ -1,4 +1,5 @@
-"""Read what the prepare stage wrote: meta.json and checksum-verified train/val/test tensors.
+"""The prepared data set folder: meta.json (written and read only here) and checksum-verified
+train/val/test tensors.
 
 Usage: ``meta = load_meta(Paths().prepared("mnist")); x, y = load_split(Paths().prepared("mnist"), "train")``
 
@@ -18,6 +19,8 @@ from batchout.errors import BatchoutError
 from batchout.io import sha256_file
 
 SPLITS = ("train", "val", "test")
+META_FORMAT = 1  # meta.json's "format"
+META_FILE = "meta.json"
 
 
 def _missing(folder: Path, what: str) -> BatchoutError:
@@ -25,6 +28,11 @@ def _missing(folder: Path, what: str) -> BatchoutError:
     return BatchoutError(
         f"prepared data {what} missing in {folder}; run `dvc repro prepare@{name}` (or `batchout prepare {name}`)"
     )
+
+
+def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """A plain write: the prepare stage builds the folder under a temporary name and swaps it in whole."""
+    (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def load_meta(folder: str | Path) -> dict[str, Any]:
@@ -75,3 +83,12 @@ def load_split(folder: str | Path, split: str, verify: bool = True) -> tuple[tor
             f"expected uint8 N x {' x '.join(map(str, shape))} and int64 (N,)"
         )
     return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def seeded_subset(n: int, size: int | None, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded choice of ``size`` of ``n`` examples (all of them when ``size`` is
+    None or >= n): every model of a data set is scored on the same examples."""
+    if size is None or size >= n:
+        return torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:size].sort().values

@@ -1,6 +1,8 @@
-"""The prepare stage: raw train/test -> seeded stratified train/val/test .npy files plus meta.json.
+"""Raw train/test -> seeded stratified train/val/test splits, and the prepared folder that holds them
+(.npy files plus meta.json).
 
-Usage: ``meta = run(params.data, "mnist", Paths())`` writes ``data/prepared/mnist/`` atomically.
+Usage: ``splits = make_splits(load_raw(data, "mnist", root), data)``;
+``write_prepared(Paths().prepared("mnist"), splits, describe("mnist", raw, splits, data, root))``
 
 The validation split is carved from train first (``data.val_fraction``), then ``data.subset``
 keeps a stratified subset of each split, so changing a subset size never moves examples between
@@ -9,20 +11,17 @@ train and val. Every choice uses its own seeded stream: same params -> byte-iden
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from batchout.config import DataParams
-from batchout.data.sources import RawData, Split, load_raw, usual_mode
+from batchout.data.loader import META_FORMAT, SPLITS, write_meta
+from batchout.data.sources import RawData, Split, usual_mode
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir, sha256_file
-from batchout.paths import Paths
 
-SPLITS = ("train", "val", "test")
-FORMAT_VERSION = 1
 # Independent random streams per choice, so that one choice never shifts another.
 _STREAM = {"val": 0, "subset.train": 1, "subset.val": 2, "subset.test": 3}
 
@@ -122,7 +121,7 @@ def describe(name: str, raw: RawData, splits: dict[str, Split], data: DataParams
     k = len(raw.classes)
     mean, std = channel_stats(splits["train"][0])
     return {
-        "format": FORMAT_VERSION,
+        "format": META_FORMAT,
         "name": name,
         "classes": list(raw.classes),
         "num_classes": k,
@@ -149,12 +148,5 @@ def write_prepared(out: Path, splits: dict[str, Split], meta: dict[str, Any]) ->
                 np.save(tmp / fname, np.ascontiguousarray(array), allow_pickle=False)
                 meta["sha256"][fname] = sha256_file(tmp / fname)
         # a plain write: the folder swap is what makes the whole output atomic
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_meta(tmp, meta)
     return meta
-
-
-def run(data: DataParams, name: str, paths: Paths) -> dict[str, Any]:
-    """Prepare data set ``name`` into ``paths.prepared(name)``; returns the meta dict."""
-    raw = load_raw(data, name, paths.root)
-    splits = make_splits(raw, data)
-    return write_prepared(paths.prepared(name), splits, describe(name, raw, splits, data, paths.root))

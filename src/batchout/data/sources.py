@@ -26,8 +26,7 @@ from batchout.config import DataParams, known_datasets
 from batchout.data import formats
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir
-
-MIRROR_ENV = "BATCHOUT_DATA_MIRROR"
+from batchout.paths import MIRROR_ENV
 
 Split = tuple[np.ndarray, np.ndarray]
 

@@ -1,9 +1,13 @@
-"""BatchOut layers and the named slots models expose for them.
+"""BatchOut layers (the paper's ``BatchOut`` and the final-layer ``BatchOutFinal``), the named slots
+(``BatchOutSite``) models expose for them, and ``METHODS``, the training methods they define.
 
 Usage: ``from batchout.layers import configure_batchout, batchout_labels, BatchOutSite``
+
+Pure torch modules: must not import models, training, attacks or any I/O.
 """
 
 from batchout.layers.batchout import (
+    METHODS,
     BatchOut,
     BatchOutFinal,
     BatchOutSite,
@@ -15,6 +19,7 @@ from batchout.layers.batchout import (
 )
 
 __all__ = [
+    "METHODS",
     "BatchOut",
     "BatchOutFinal",
     "BatchOutSite",

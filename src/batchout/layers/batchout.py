@@ -25,6 +25,8 @@ NSpec = float | tuple[float, float]
 Weight = torch.Tensor | float  # a scalar n, or one n per row shaped to broadcast
 METHODS_WITH_LAYERS = ("batchout", "batchout_final")
 METHODS_WITHOUT_LAYERS = ("standard", "adversarial")
+# Every training method, in the order reports list them (adversarial training is the training loop's).
+METHODS = ("standard", *METHODS_WITH_LAYERS, "adversarial")
 
 
 def num_perturbed(k: float, batch: int) -> int:
@@ -224,8 +226,8 @@ def configure_batchout(
 
     Every site is reset to the identity first, so calling it again replaces the earlier setup.
     ``k`` only matters for "batchout"; ``n`` may also map site name -> strength."""
-    if method not in METHODS_WITH_LAYERS + METHODS_WITHOUT_LAYERS:
-        allowed = ", ".join(METHODS_WITHOUT_LAYERS + METHODS_WITH_LAYERS)
+    if method not in METHODS:
+        allowed = ", ".join(METHODS)
         raise BatchoutError(f"method: unknown value {method!r}; allowed: {allowed}")
     sites = find_sites(model)
     for site in sites.values():

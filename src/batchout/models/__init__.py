@@ -1,6 +1,10 @@
-"""The model zoo: importing this package registers the built-in models.
+"""The model zoo: a name -> factory registry (``registry``), the built-in networks (importing this
+package registers them), and ``build``: the network a training run asks for, BatchOut installed.
 
-Usage: ``from batchout.models import create_model, list_models``
+Usage: ``from batchout.models import create_model, list_models``; ``batchout.models.build.build_model(cfg, meta)``
+
+Networks know nothing of training: they normalise [0, 1] pixels inside and expose BatchOut sites.
+May import ``layers`` and ``config`` (a run's settings), nothing else of batchout but ``errors``.
 """
 
 # The model modules are imported for their @register_model side effect.

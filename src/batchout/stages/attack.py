@@ -18,28 +18,23 @@ from typing import Any
 import torch
 
 from batchout import tracking
-from batchout.checkpoint import check_model_fits, load_model
 from batchout.config import Params
-from batchout.data.loader import load_meta, load_split
+from batchout.data.loader import load_meta, load_split, seeded_subset
 from batchout.device import resolve_device
 from batchout.errors import BatchoutError
-from batchout.evaluate import robust_grid, sanity_checks
-from batchout.io import read_json, write_csv, write_json
+from batchout.evaluation.checks import sanity_checks
+from batchout.evaluation.robust import robust_grid
+from batchout.io import eps_key, read_json, write_csv, write_json
 from batchout.paths import Paths
-from batchout.plots import plot_robustness
-
-
-def eps_key(eps: float) -> str:
-    return f"eps_{eps:.4f}"
+from batchout.reporting.plots import plot_robustness
+from batchout.training.checkpoint import check_model_fits, load_model
 
 
 def attack_subset(paths: Paths, dataset: str, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed, seeded subset of the test split: every model of a data set sees the same images."""
     x, y = load_split(paths.prepared(dataset), "test")
-    if size is not None and size < len(y):
-        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size].sort().values
-        x, y = x[idx], y[idx]
-    return x, y
+    idx = seeded_subset(len(y), size, seed)
+    return x[idx], y[idx]
 
 
 def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:

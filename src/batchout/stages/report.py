@@ -14,12 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from batchout import report, tracking
+from batchout import tracking
 from batchout.config import Params
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir, read_json, write_json, write_text
 from batchout.paths import Paths
-from batchout.plots import plot_robustness
+from batchout.reporting import groups as grouping
+from batchout.reporting import render, tables
+from batchout.reporting.plots import plot_robustness
 
 EXPERIMENT = "reports"
 RUN_NAME = "report"
@@ -40,29 +42,29 @@ def _read(path: Path, stage: str, required: tuple[str, ...]) -> dict[str, Any]:
     return doc
 
 
-def load_records(params: Params, paths: Paths) -> list[report.RunRecord]:
+def load_records(params: Params, paths: Paths) -> list[grouping.RunRecord]:
     """One record per configured run (train.runs then train.tuned_runs), in params order."""
     specs = params.train.all_runs()
     if not specs:
         raise BatchoutError("report: train.runs and train.tuned_runs are both empty; nothing to report")
-    labels = report.group_labels(specs, params.train.tuned_runs)
+    labels = grouping.group_labels(specs, params.train.tuned_runs)
     records = []
     for name, spec in specs.items():
         suffix = "_tuned" if name in params.train.tuned_runs else ""
         train = _read(paths.train_metrics(name), f"train{suffix}@{name}", ("test_acc",))
         attack = _read(paths.attack_metrics(name), f"attack{suffix}@{name}", ("clean_acc", "eps", "robust_acc"))
-        records.append(report.RunRecord(name, spec.dataset, spec.model, spec.method, labels[name], train, attack))
+        records.append(grouping.RunRecord(name, spec.dataset, spec.model, spec.method, labels[name], train, attack))
     return records
 
 
-def _figures(groups: list[report.Group], out: Path) -> dict[str, str]:
+def _figures(groups: list[grouping.Group], out: Path) -> dict[str, str]:
     """One PNG per data set: main-attack accuracy vs eps, one line per group; returns file names."""
     names = {}
     for ds in dict.fromkeys(g.dataset for g in groups):
-        curves = report.robustness_curves([g for g in groups if g.dataset == ds])
+        curves = grouping.robustness_curves([g for g in groups if g.dataset == ds])
         if any(len(c["eps"]) > 1 for c in curves.values()):
             names[ds] = f"robustness_{ds}.png"
-            plot_robustness(curves, out / names[ds], title=f"{ds}: {report.MAIN_ATTACK.upper()} robust accuracy")
+            plot_robustness(curves, out / names[ds], title=f"{ds}: {grouping.MAIN_ATTACK.upper()} robust accuracy")
     return names
 
 
@@ -76,24 +78,24 @@ def _metrics(doc: dict[str, Any]) -> dict[str, float]:
     for g in doc["groups"]:
         slug = re.sub(r"[^\w\-./ ]", "_", f"{g['dataset']}.{g['model']}.{g['label']}")
         out[f"{slug}.clean"] = g["clean"]["mean"]
-        for eps, s in g["robust"].get(report.MAIN_ATTACK, {}).items():
+        for eps, s in g["robust"].get(grouping.MAIN_ATTACK, {}).items():
             if s is not None:
-                out[f"{slug}.{report.MAIN_ATTACK}.{eps}"] = s["mean"]
+                out[f"{slug}.{grouping.MAIN_ATTACK}.{eps}"] = s["mean"]
     return out
 
 
-def _write(groups: list[report.Group], params: Params, out: Path) -> dict[str, Any]:
+def _write(groups: list[grouping.Group], params: Params, out: Path) -> dict[str, Any]:
     factor, title = params.report.spread_factor, params.report.title
     figures = _figures(groups, out)
-    blocks = report.build_blocks(title, groups, factor, figures)
+    blocks = tables.build_blocks(title, groups, factor, figures)
     images = {name: (out / name).read_bytes() for name in figures.values()}
-    write_text(out / "report.md", report.to_markdown(title, blocks))
-    write_text(out / "report.html", report.to_html(title, blocks, images))
-    return {"title": title, **report.summary(groups, factor)}
+    write_text(out / "report.md", render.to_markdown(title, blocks))
+    write_text(out / "report.html", render.to_html(title, blocks, images))
+    return {"title": title, **grouping.summary(groups, factor)}
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    groups = report.make_groups(load_records(params, paths))  # a missing file fails before MLflow starts
+    groups = grouping.make_groups(load_records(params, paths))  # a missing file fails before MLflow starts
     tracking.configure(tracking.repo_root(paths.root))
     with atomic_dir(paths.reports) as tmp, \
             tracking.start_run(EXPERIMENT, RUN_NAME, tags=tracking.run_tags(paths.root)) as log:

@@ -14,36 +14,25 @@ import time
 from typing import Any
 
 import torch
-import yaml
 
 from batchout import tracking
-from batchout.checkpoint import (
-    build_model,
+from batchout.config import Params, RunConfig, resolve_run
+from batchout.config.tuned import read_tune_result
+from batchout.data.loader import load_meta, load_split
+from batchout.device import resolve_device, seed_everything
+from batchout.io import write_csv, write_json
+from batchout.models.build import build_model
+from batchout.paths import Paths
+from batchout.reporting.plots import plot_training_curves
+from batchout.training.checkpoint import (
     fingerprint,
     load_checkpoint,
     restore_model,
     save_checkpoint,
     save_model,
 )
-from batchout.config import Params
-from batchout.data.loader import load_meta, load_split
-from batchout.device import resolve_device, seed_everything
-from batchout.distributed import Dist
-from batchout.errors import BatchoutError
-from batchout.io import write_csv, write_json
-from batchout.paths import Paths
-from batchout.plots import plot_training_curves
-from batchout.runconfig import RunConfig, resolve_run
-from batchout.training import Split, TrainState, accuracy, fit
-
-
-def read_tuned(paths: Paths) -> dict[str, Any]:
-    """Best k and n from the tune stage (``tune/best.yaml``)."""
-    best = paths.tune_dir / "best.yaml"
-    if not best.is_file():
-        raise BatchoutError(f"train.tuned_runs needs {best}, which is missing; run `dvc repro tune` first")
-    doc = yaml.safe_load(best.read_text())
-    return {"k": float(doc["k"]), "n": float(doc["n"])}
+from batchout.training.distributed import Dist
+from batchout.training.loop import Split, TrainState, accuracy, fit
 
 
 def load_data(paths: Paths, dataset: str, device: torch.device) -> tuple[dict[str, Any], list[Split]]:
@@ -73,8 +62,8 @@ def _write_outputs(paths: Paths, cfg: RunConfig, model: torch.nn.Module, meta: d
 
 
 def _setup(params: Params, name: str, paths: Paths) -> tuple[RunConfig, torch.device, Dist]:
-    tuned = read_tuned(paths) if name in params.train.tuned_runs else None
-    cfg = resolve_run(params.train, name, tuned)
+    best = read_tune_result(paths.tune_best) if name in params.train.tuned_runs else None
+    cfg = resolve_run(params.train, name, None if best is None else {"k": best.k, "n": best.n})
     dist, device = Dist.from_env(resolve_device(cfg.device))
     dist.check_batch(cfg.batch_size)
     return cfg, device, dist

@@ -37,19 +37,18 @@ from typing import Any
 import torch
 
 from batchout import tracking, tuning
-from batchout.checkpoint import build_model
-from batchout.config import BatchOutParams, Params
-from batchout.data.loader import load_meta, load_split
+from batchout.config import BatchOutParams, Params, RunConfig
+from batchout.config.tuned import write_tune_result
+from batchout.data.loader import load_meta, load_split, seeded_subset
 from batchout.device import resolve_device, seed_everything
 from batchout.errors import BatchoutError
-from batchout.evaluate import robust_grid
-from batchout.io import atomic_dir, write_yaml
+from batchout.evaluation.robust import robust_grid
+from batchout.io import atomic_dir
+from batchout.models.build import build_model
 from batchout.paths import Paths
-from batchout.runconfig import RunConfig
-from batchout.training import Split, TrainState, fit
+from batchout.training.loop import Split, TrainState, fit
 
 PARENT_KEY = "mlflow_parent_run_id"  # study attribute: the parent run to resume
-JOURNAL = "optuna.journal"  # default storage file under tune/
 
 
 def trial_config(params: Params, k: float, n: float, name: str = "tune-trial") -> RunConfig:
@@ -70,8 +69,7 @@ def val_subset(val: Split, size: int, seed: int) -> Split:
     """A seeded choice of ``size`` validation examples (all of them when the split is smaller)."""
     if size >= len(val):
         return val
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(val), generator=gen)[:size].sort().values.to(val.y.device)
+    idx = seeded_subset(len(val), size, seed).to(val.y.device)
     return Split(val.x[idx], val.y[idx])
 
 
@@ -204,13 +202,12 @@ def _search(params: Params, paths: Paths, study: Any, spec: str, quotas: list[in
 
 
 def _finish(params: Params, paths: Paths, study: Any, log: tracking.RunLogger) -> dict[str, Any]:
-    best = tuning.summarize(study, params.tune)
-    write_yaml(paths.tune_dir / "best.yaml", best)
+    best = write_tune_result(paths.tune_best, tuning.summarize(study, params.tune)).model_dump(exclude_none=True)
     with atomic_dir(paths.tune_dir / "plots") as tmp:
         tuning.save_plots(study, params.tune, tmp)
     log.log_metrics({"best_value": best["value"], "best_k": best["k"], "best_n": best["n"],
                      "finished_trials": best["finished_trials"], "pruned_trials": best["pruned_trials"]})
-    log.log_artifact(paths.tune_dir / "best.yaml")
+    log.log_artifact(paths.tune_best)
     log.log_artifact(paths.tune_dir / "plots", "plots")
     return best
 
@@ -223,7 +220,7 @@ def run(params: Params, paths: Paths, *, storage: str | None = None, n_workers: 
         raise BatchoutError(f"tune: n_trials={total}, n_workers={n_workers}; allowed: integers >= 1")
     tracking.configure(tracking.repo_root(paths.root))  # fails fast on an unreachable server
     meta = load_meta(paths.prepared(tune.dataset))
-    spec = tuning.storage_spec(storage or tune.storage, paths.tune_dir / JOURNAL)
+    spec = tuning.storage_spec(storage or tune.storage, paths.tune_journal)
     study = tuning.open_study(study_name(params, meta["sha256"]), spec, tune)
     for number in tuning.fail_stale_trials(study):  # its worker died: close its MLflow run too
         tracking.mark_stale_runs(experiment(params), child_run_name(study.study_name, number), None)

@@ -1,5 +1,5 @@
 """Run metadata that needs no MLflow: where the store lives, param flattening, metric names,
-provenance tags. ``batchout.tracking`` re-exports all of it.
+provenance tags, and the HTTP health probe (also used by ``batchout doctor``).
 
 Usage: ``tracking_uri(repo_root())``; ``metric_key("robust_acc", "pgd", eps=0.0196)``
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from batchout.errors import BatchoutError
+from batchout.io import eps_key
+from batchout.paths import Paths
 
 _TMP_EXPS = "/.dvc/tmp/"  # `dvc exp run --temp/--queue` execute in <repo>/.dvc/tmp/exps/<id>/
 
@@ -35,12 +37,7 @@ def tracking_uri(root: Path | None = None) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if env:
         return env
-    return "sqlite:///" + (Path(root or repo_root()).resolve() / "mlruns" / "mlflow.db").as_posix()
-
-
-def artifact_root(root: Path | None = None) -> str:
-    """``file://`` URI of ``<root>/mlruns/artifacts``, where local experiments keep their artifacts."""
-    return (Path(root or repo_root()).resolve() / "mlruns" / "artifacts").as_uri()
+    return "sqlite:///" + Paths(Path(root or repo_root()).resolve()).mlflow_db.as_posix()
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -57,8 +54,10 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def _named_part(key: str, value: Any) -> str:
-    # eps is always 4 decimals (eps=0 and eps=0.0 must give one key); other ints stay ints (steps_40)
-    if isinstance(value, numbers.Real) and (key == "eps" or not isinstance(value, numbers.Integral)):
+    # eps as in the metrics files (eps=0 and eps=0.0 must give one key); other ints stay ints (steps_40)
+    if key == "eps":
+        return eps_key(float(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         return f"{key}_{float(value):.4f}"
     return f"{key}_{value}"
 
@@ -99,3 +98,18 @@ def run_tags(root: Path | None = None, extra: Mapping[str, Any] | None = None) -
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     tags.update({k: str(v) for k, v in (extra or {}).items()})
     return tags
+
+
+def probe_http(url: str, timeout_s: float) -> str | None:
+    """None when ``url`` answers 200 within ``timeout_s`` seconds, else why not (one line)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            resp.read(64)
+    except urllib.error.HTTPError as err:
+        return f"answered HTTP {err.code} (is it an MLflow server?)"
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return str(getattr(err, "reason", None) or err)
+    return None

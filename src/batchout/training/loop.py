@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from batchout.attacks.registry import create_attack
-from batchout.augment import crop_flip
+from batchout.config.run import RunConfig
 from batchout.device import autocast
-from batchout.distributed import SINGLE, Dist, unwrap
+from batchout.evaluation.robust import predict
 from batchout.layers.batchout import batchout_labels
-from batchout.runconfig import RunConfig
-from batchout.schedule import make_scheduler
+from batchout.training.augment import crop_flip
+from batchout.training.distributed import SINGLE, Dist, unwrap
+from batchout.training.schedule import make_scheduler
 
 
 @dataclass
@@ -66,22 +67,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@torch.inference_mode()
 def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device, dist: Dist = SINGLE) -> float:
-    """Top-1 accuracy on ``split``; under DDP each rank scores its strided share and counts are summed."""
-    model = unwrap(model)
-    was_training = model.training
-    model.eval()
+    """Top-1 accuracy on ``split`` (fp32, eval mode: ``batchout.evaluation.predict``); under DDP each
+    rank scores its strided share and the counts are summed."""
     rows = dist.shard(torch.arange(len(split), device=split.x.device))
-    x_all, y_all = (split.x, split.y) if not dist.active else (split.x[rows], split.y[rows])
-    counts = torch.zeros(2, device=device, dtype=torch.long)  # [correct, seen]
-    for i in range(0, len(y_all), batch_size):
-        x = to_float(x_all[i : i + batch_size].to(device, non_blocking=True))
-        with autocast(device):
-            logits = model(x)
-        counts[0] += (logits.argmax(1) == y_all[i : i + batch_size].to(device)).sum()
-    counts[1] = len(y_all)
-    model.train(was_training)
+    x, y = (split.x, split.y) if not dist.active else (split.x[rows], split.y[rows])
+    correct = int((predict(unwrap(model), x, batch_size, device) == y.cpu()).sum())
+    counts = torch.tensor([correct, len(y)], device=device)
     correct, seen = dist.all_sum(counts).tolist()
     return correct / max(seen, 1)
 
@@ -169,7 +161,7 @@ def fit(
 ) -> TrainState:
     """Train ``cfg.epochs`` epochs from ``state`` (a fresh one if None). After each epoch,
     ``on_epoch(epoch, metrics, state)`` may log, checkpoint, or raise to stop (Optuna pruning).
-    ``model`` may be DDP-wrapped (see batchout.distributed); ``dist`` then names this process."""
+    ``model`` may be DDP-wrapped (see batchout.training.distributed); ``dist`` then names this process."""
     state = state or TrainState()
     opt = make_optimizer(model, cfg)
     steps = max(len(train) // cfg.batch_size, 1)

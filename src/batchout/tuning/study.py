@@ -71,16 +71,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from batchout.config import TuneParams
 from batchout.errors import BatchoutError
 from batchout.io import process_token
-from batchout.tuning_storage import (  # noqa: F401 (storage names are part of this module's API)
-    GRACE_PERIOD_S,
-    HEARTBEAT_KEY,
-    WORKER_KEY,
-    fail_stale_trials,
-    has_heartbeat,
-    keep_alive,
-    open_storage,
-    storage_spec,
-)
+from batchout.tuning.storage import WORKER_KEY, has_heartbeat, keep_alive, open_storage
 
 # Heartbeats, retries and multi-worker sampling are "experimental" in Optuna; we use them on purpose.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

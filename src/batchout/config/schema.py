@@ -1,44 +1,18 @@
 """The params.yaml schema: one pydantic model per section, ``extra="forbid"`` everywhere.
 
-Usage: ``params = load_params("params.yaml"); params.train.runs["mnist-lenet-standard"]``
+Usage: ``Params.model_validate(doc)`` (``batchout.config.load_params`` reads the file and words the errors)
 
-Every validation problem becomes a one-line :class:`BatchoutError` that names the key, the bad
-value and what is allowed (for an unknown key, the closest valid name).
+Field types shared by the sections (pixel budgets, registry names) are in ``batchout.config.types``.
 """
 
 from __future__ import annotations
 
-import difflib
-from fractions import Fraction
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from batchout.errors import BatchoutError
-
-BUILTIN_DATASETS = ("mnist", "cifar10", "cifar3")
-MODELS = ("lenet", "paper_cifar", "resnet_bottleneck", "vgg19")
-METHODS = ("standard", "batchout", "batchout_final", "adversarial")
-ATTACKS = ("fgsm", "pgd", "pgd_dlr", "deepfool", "square")
-
-
-def _number(v: Any) -> Any:
-    """Accept ``"8/255"`` as well as ``0.0314``: pixel budgets are usually written in 1/255 units."""
-    if isinstance(v, str) and "/" in v:
-        try:
-            return float(Fraction(v.strip()))
-        except (ValueError, ZeroDivisionError):
-            return v
-    return v
-
-
-PixelFloat = Annotated[float, BeforeValidator(_number), Field(ge=0.0, le=1.0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from batchout.config.types import MethodName, ModelName, PixelFloat, Strict, check_device, registered
+from batchout.errors import choice_msg
 
 
 # ----------------------------------------------------------------------------- data
@@ -51,7 +25,7 @@ class Subset(Strict):
 
 
 class DataParams(Strict):
-    datasets: list[str] = Field(default_factory=lambda: list(BUILTIN_DATASETS), min_length=1)
+    datasets: list[str] = Field(default_factory=lambda: list(registered("dataset")), min_length=1)
     raw_dir: str = "data/raw"
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     seed: int = 0
@@ -69,7 +43,7 @@ class DataParams(Strict):
 
 
 def known_datasets(data: DataParams) -> tuple[str, ...]:
-    return BUILTIN_DATASETS + tuple(data.image_folders)
+    return registered("dataset") + tuple(data.image_folders)
 
 
 # ----------------------------------------------------------------------------- train
@@ -137,8 +111,8 @@ class RunSpec(Strict):
     """One trained model. Fields left null take the section-wide value."""
 
     dataset: str
-    model: Literal[MODELS]  # type: ignore[valid-type]
-    method: Literal[METHODS]  # type: ignore[valid-type]
+    model: ModelName
+    method: MethodName
     seed: int = 0
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     epochs: int | None = Field(None, ge=1)
@@ -166,7 +140,7 @@ class TrainParams(Strict):
 
     @model_validator(mode="after")
     def _device(self) -> TrainParams:
-        _check_device(self.device, "device")
+        check_device(self.device, "device")
         for name in set(self.runs) & set(self.tuned_runs):
             raise ValueError(f"tuned_runs.{name}: the name is also in train.runs; names must be unique")
         for name, spec in self.runs.items():
@@ -180,12 +154,6 @@ class TrainParams(Strict):
 
     def all_runs(self) -> dict[str, RunSpec]:
         return {**self.runs, **self.tuned_runs}
-
-
-def _check_device(device: str, key: str) -> None:
-    ok = device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
-    if not ok:
-        raise ValueError(f"{key}: got {device!r}; allowed: auto, cpu, cuda, cuda:N")
 
 
 # ----------------------------------------------------------------------------- attack
@@ -216,10 +184,10 @@ class AttackParams(Strict):
 
     @model_validator(mode="after")
     def _names(self) -> AttackParams:
-        _check_device(self.device, "device")
+        check_device(self.device, "device")
         for name in self.attacks:
-            if name not in ATTACKS:
-                raise ValueError(choice_msg(f"attacks.{name}", name, ATTACKS))
+            if name not in registered("attack"):
+                raise ValueError(choice_msg(f"attacks.{name}", name, registered("attack")))
         return self
 
 
@@ -251,7 +219,7 @@ class TuneParams(Strict):
     single-objective studies only: Optuna cannot prune multi-objective ones, so ``pareto`` never prunes."""
 
     dataset: str = "mnist"
-    model: Literal[MODELS] = "lenet"  # type: ignore[valid-type]
+    model: ModelName = "lenet"
     method: Literal["batchout", "batchout_final"] = "batchout"
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     layers: list[str] | None = None  # null: the model's default placement
@@ -281,11 +249,13 @@ class TuneParams(Strict):
 
 # ----------------------------------------------------------------------------- whole file
 class Params(Strict):
-    data: DataParams = DataParams()
-    train: TrainParams = TrainParams()
-    attack: AttackParams = AttackParams()
-    tune: TuneParams = TuneParams()
-    report: ReportParams = ReportParams()
+    # factories, not instances: a default DataParams lists the data set registry, which imports
+    # batchout.data (and so this module) and must not run while this module is being imported
+    data: DataParams = Field(default_factory=lambda: DataParams())
+    train: TrainParams = Field(default_factory=lambda: TrainParams())
+    attack: AttackParams = Field(default_factory=lambda: AttackParams())
+    tune: TuneParams = Field(default_factory=lambda: TuneParams())
+    report: ReportParams = Field(default_factory=lambda: ReportParams())
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Params:
@@ -299,65 +269,3 @@ class Params(Strict):
         if self.tune.dataset not in allowed:
             raise ValueError(choice_msg("tune.dataset", self.tune.dataset, allowed))
         return self
-
-
-def choice_msg(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
-    return f"{key}: unknown value {value!r}; allowed: {', '.join(allowed)}"
-
-
-def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Valid keys at ``loc`` (for 'did you mean' on an unknown key)."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        ann = getattr(field, "annotation", None) if field else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        elif ann is not None and hasattr(ann, "__args__"):
-            subs = [a for a in ann.__args__ if isinstance(a, type) and issubclass(a, BaseModel)]
-            if not subs:
-                continue
-            model = subs[-1]
-    return list(model.model_fields)
-
-
-def format_error(err: ValidationError, model: type[BaseModel] = Params, prefix: str = "") -> str:
-    """The first validation problem as one line: ``key: problem (got value); allowed``."""
-    e = err.errors()[0]
-    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tuple["))))
-    key = prefix + ".".join(str(p) for p in loc)
-    if e["type"] == "extra_forbidden":
-        names = _field_names(model, loc)
-        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return f"{key}: unknown key; {hint}allowed: {', '.join(names)}"
-    msg = e["msg"].removeprefix("Value error, ")
-    head, sep, rest = msg.partition(": ")
-    if sep and " " not in head:  # our own validators name the key relative to where they ran
-        return f"{'.'.join(filter(None, [key, head]))}: {rest}"
-    got = e.get("input")
-    got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{key or '<root>'}: {msg}{got_s}"
-
-
-def parse_params(doc: Any) -> Params:
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise BatchoutError(f"params: expected a mapping of sections, got {type(doc).__name__}")
-    try:
-        return Params.model_validate(doc)
-    except ValidationError as err:
-        raise BatchoutError(format_error(err)) from None
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
-    if not path.is_file():
-        raise BatchoutError(f"params: file {str(path)!r} not found; run from the repository root or pass --params")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        raise BatchoutError(f"params: {path} is not valid YAML{line}") from None
-    return parse_params(doc)

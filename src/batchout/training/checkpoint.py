@@ -25,32 +25,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from batchout.config.run import RunConfig
 from batchout.errors import BatchoutError
 from batchout.io import save_torch, sweep_stale_temps
-from batchout.layers.batchout import configure_batchout
-from batchout.models.registry import create_model
-from batchout.runconfig import RunConfig
+from batchout.models.build import build_model
 
 MODEL_FORMAT = "batchout-model/1"
 CHECKPOINT_FORMAT = "batchout-checkpoint/1"
 
 
-def build_model(cfg: RunConfig, meta: dict[str, Any]) -> nn.Module:
-    """The network for ``cfg`` on the data set described by ``meta`` (prepared meta.json)."""
-    c, h, _ = meta["shape"]
-    model = create_model(
-        cfg.model, num_classes=meta["num_classes"], in_channels=c, image_size=h,
-        mean=meta["mean"], std=meta["std"], **cfg.model_kwargs,
-    )
-    b = cfg.batchout
-    configure_batchout(model, cfg.method, b.k, b.n, b.layers)
-    return model
-
-
 @functools.cache
 def code_digest() -> str:
     """sha256 over this package's Python sources: a checkpoint written by other code is not resumed."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the whole batchout package
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")

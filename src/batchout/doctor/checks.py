@@ -20,17 +20,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from batchout.checkresult import FAIL, OK, WARN, Check, exit_code, rel_path, writable  # noqa: F401 (API)
 from batchout.config import DataParams, Params, load_params
-from batchout.doctor_stores import check_disk, check_optuna, check_tracking
+from batchout.doctor.result import FAIL, OK, WARN, Check, rel_path
+from batchout.doctor.stores import check_disk, check_optuna, check_tracking
 from batchout.errors import BatchoutError
 from batchout.io import sha256_file
+from batchout.paths import MIRROR_ENV
 
 DIST = "batchout-lab"
 PACKAGES = ("torch", "torchvision", "mlflow", "dvc", "optuna", "pydantic", "typer")
 INSTALL = "pip install -e '.[dev]' (or `make test`, which recreates .venv)"
 QUICK_HASH_MAX_BYTES = 16 * 2**20  # --quick hashes only files up to 16 MiB (MNIST's are 5 MiB)
-MIRROR_ENV = "BATCHOUT_DATA_MIRROR"  # batchout.data.sources.MIRROR_ENV
 
 
 # ---------------------------------------------------------------- interpreter and packages

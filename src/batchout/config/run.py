@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchout.config import (
+from batchout.config.schema import (
     Adversarial,
     Augment,
     BatchOutParams,
@@ -15,9 +15,8 @@ from batchout.config import (
     Schedule,
     Strict,
     TrainParams,
-    choice_msg,
 )
-from batchout.errors import BatchoutError
+from batchout.errors import BatchoutError, choice_msg
 
 
 class RunConfig(Strict):

@@ -12,31 +12,17 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
-from batchout.checkresult import FAIL, OK, WARN, Check, rel_path, writable
+from batchout.doctor.result import FAIL, OK, WARN, Check, rel_path, writable
+from batchout.paths import SQLITE_PREFIX, Paths, sqlite_db
+from batchout.tracking.meta import probe_http
 
 PROBE_TIMEOUT_S = 3.0  # a dead server or database costs at most this long per probe
 GIB = 2**30
 DISK_WARN_BYTES, DISK_FAIL_BYTES = 5 * GIB, 1 * GIB
 DISK_NEEDS = ("the quick profile uses about 0.5 GiB (raw + prepared data, models, DVC cache, MLflow); "
               "the paper profile several GiB (full data sets, every model kept 3x: models/, DVC cache, MLflow)")
-JOURNAL = Path("tune") / "optuna.journal"  # batchout.stages.tune's default storage (importing it pulls torch)
 _DBAPI_PIP = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient"}
 _DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433, "oracle": 1521}
-
-
-def _probe_http(url: str) -> str | None:
-    """None when ``url`` answers 200 within PROBE_TIMEOUT_S, else why not (one line)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:
-            resp.read(64)
-    except urllib.error.HTTPError as err:
-        return f"answered HTTP {err.code} (is it an MLflow server?)"
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        return str(getattr(err, "reason", None) or err)
-    return None
 
 
 def _sqlite_problem(db: Path) -> str | None:
@@ -55,17 +41,17 @@ def _sqlite_problem(db: Path) -> str | None:
 
 
 def check_tracking(root: Path, env: Mapping[str, str]) -> Check:
-    """The MLflow store ``batchout.runmeta.tracking_uri`` picks: MLFLOW_TRACKING_URI, else mlruns/mlflow.db."""
+    """The MLflow store ``batchout.tracking.meta.tracking_uri`` picks: MLFLOW_TRACKING_URI, else mlruns/mlflow.db."""
     uri = env.get("MLFLOW_TRACKING_URI", "").strip()
-    uri = uri or "sqlite:///" + (root.resolve() / "mlruns" / "mlflow.db").as_posix()
+    uri = uri or SQLITE_PREFIX + Paths(root.resolve()).mlflow_db.as_posix()
     if uri.startswith(("http://", "https://")):
-        why = _probe_http(uri.rstrip("/") + "/health")
+        why = probe_http(uri.rstrip("/") + "/health", PROBE_TIMEOUT_S)
         if why:
             return Check("mlflow store", FAIL, f"{uri} unreachable within {PROBE_TIMEOUT_S:.0f} s: {why}",
                          "start the server or unset MLFLOW_TRACKING_URI")
         return Check("mlflow store", OK, f"{uri} (server answers /health)")
-    if uri.startswith("sqlite:///"):
-        why = _sqlite_problem(Path(uri[len("sqlite:///"):].split("?", 1)[0]))
+    if (db := sqlite_db(uri)) is not None:
+        why = _sqlite_problem(db)
         if why:
             return Check("mlflow store", FAIL, why, "make mlruns/ writable, or set MLFLOW_TRACKING_URI to "
                                                   "sqlite:////<writable path>/mlflow.db")
@@ -107,12 +93,12 @@ def _rdb_storage(url: str) -> Check:
 
 def check_optuna(root: Path, storage: str | None) -> Check:
     """tune.storage: a journal file (default tune/optuna.journal) must be creatable; an RDB URL reachable."""
-    if storage and storage.startswith("sqlite:///"):
-        why = _sqlite_problem(Path(storage[len("sqlite:///"):].split("?", 1)[0]))
+    if storage and (db := sqlite_db(storage)) is not None:
+        why = _sqlite_problem(db)
         return Check("optuna storage", FAIL, why, "fix tune.storage") if why else Check("optuna storage", OK, storage)
     if storage and "://" in storage:
         return _rdb_storage(storage)
-    path = Path(storage) if storage else root / JOURNAL
+    path = Path(storage) if storage else Paths(root).tune_journal
     if not writable(path):
         return Check("optuna storage", FAIL, f"journal {path} cannot be written", "make tune/ writable or set "
                      "tune.storage to a writable journal path")
