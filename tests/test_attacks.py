@@ -156,17 +156,18 @@ def test_attack_accepts_inference_tensors(tiny):
 
 def test_registry_errors_are_one_line_and_name_the_key(tiny):
     model = tiny[0]
-    with pytest.raises(BatchoutError, match=r"unknown attack 'cw'; allowed: deepfool, fgsm, pgd, pgd_dlr, square"):
+    allowed = "deepfool, fgsm, pgd, pgd_dlr, square"
+    with pytest.raises(BatchoutError, match=rf"^attack: unknown value 'cw'; allowed: {allowed}"):
         create_attack("cw", model)
-    with pytest.raises(BatchoutError, match=r"attack\.attacks\.pgd\.stepz: unknown setting; did you mean 'steps'"):
+    with pytest.raises(BatchoutError, match=r"^pgd\.stepz: unknown setting; did you mean 'steps'"):
         create_attack("pgd", model, stepz=3)
     with pytest.raises(
-        BatchoutError, match=r"attack\.attacks\.deepfool\.steps: got 9; allowed: an integer in \[1, 5\]"
+        BatchoutError, match=r"^deepfool\.steps: got 9; allowed: an integer in \[1, 5\]"
     ):
         create_attack("deepfool", model, steps=9)
-    with pytest.raises(BatchoutError, match=r"attack\.attacks\.pgd_dlr\.random_start: got 'yes'"):
+    with pytest.raises(BatchoutError, match=r"^pgd_dlr\.random_start: got 'yes'"):
         create_attack("pgd_dlr", model, random_start="yes")
-    with pytest.raises(BatchoutError, match=r"attack\.attacks\.fgsm\.steps: unknown setting"):
+    with pytest.raises(BatchoutError, match=r"^fgsm\.steps: unknown setting"):
         create_attack("fgsm", model, steps=1)
     with pytest.raises(BatchoutError, match=r"eps: got 1.5; allowed: a pixel budget in \[0, 1\]"):
         create_attack("fgsm", model)(tiny[1], tiny[2], 1.5)

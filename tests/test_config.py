@@ -166,3 +166,11 @@ def test_tuned_run_takes_k_and_n_from_tune(doc):
     assert (cfg.batchout.k, cfg.batchout.n) == (0.25, 0.05)
     with pytest.raises(BatchoutError, match="dvc repro tune"):
         resolve_run(params.train, name)
+
+
+def test_attack_settings_are_checked_when_params_are_read(doc):
+    """The attack names its own argument (pgd.steps); params.yaml errors add the params path."""
+    doc["attack"]["attacks"]["pgd"] = {"steps": 0}
+    assert _error(copy.deepcopy(doc)) == "attack.attacks.pgd.steps: got 0; allowed: an integer >= 1"
+    doc["attack"]["attacks"]["pgd"] = {"stepz": 10}
+    assert _error(doc).startswith("attack.attacks.pgd.stepz: unknown setting; did you mean 'steps'?")

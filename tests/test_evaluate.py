@@ -95,7 +95,7 @@ def test_bad_inputs_are_one_line_errors(tiny):
     model, x, y = tiny
     with pytest.raises(BatchoutError, match=r"images: float pixels span \[.*\]; allowed: \[0, 1\]"):
         robust_grid(model, (x - 0.5) / 0.25, y, {"fgsm": {}}, [0.1], 64, "cpu")
-    with pytest.raises(BatchoutError, match=r"unknown attack 'bim'"):
+    with pytest.raises(BatchoutError, match=r"attack: unknown value 'bim'"):
         robust_grid(model, x, y, {"bim": {}}, [0.1], 64, "cpu")
     with pytest.raises(BatchoutError, match=r"eps: got 8; allowed"):
         robust_grid(model, x, y, {"fgsm": {}}, [8], 64, "cpu")

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from batchout.errors import BatchoutError
+
 
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):  # some filesystems refuse directory fsync; rename is still atomic
@@ -142,6 +144,24 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_metrics(path: str | os.PathLike, stage: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A stage's metrics file (``metrics/<train|attack>/<run>.json``, written with ``write_json``),
+    refused in one line naming the file and the ``dvc repro`` target that remakes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise BatchoutError(f"metrics file {path} is missing; run `dvc repro {stage}` first")
+    try:
+        doc = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BatchoutError(f"metrics file {path} is not valid JSON; rerun `dvc repro {stage}`") from None
+    if not isinstance(doc, dict):
+        raise BatchoutError(f"metrics file {path} holds a {type(doc).__name__}, expected a JSON object")
+    lacking = [key for key in required if key not in doc]
+    if lacking:
+        raise BatchoutError(f"metrics file {path} has no {lacking[0]!r}; rerun `dvc repro {stage}`")
+    return doc
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:

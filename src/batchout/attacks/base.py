@@ -143,7 +143,8 @@ class Attack:
         return value
 
     def key(self, setting: str) -> str:
-        return f"attack.attacks.{self.name}.{setting}"
+        """How errors name a constructor argument: ``pgd.steps`` (params.yaml adds ``attack.attacks.``)."""
+        return f"{self.name}.{setting}"
 
 
 def check_eps(eps: Any) -> float:

@@ -53,11 +53,11 @@ def create_attack(name: str, model: nn.Module, **settings: Any) -> Attack:
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             names = ", ".join(allowed) or "(none)"
-            raise BatchoutError(f"attack.attacks.{name}.{key}: unknown setting; {hint}allowed: {names}")
+            raise BatchoutError(f"{name}.{key}: unknown setting; {hint}allowed: {names}")
     return _REGISTRY[name](model, **settings)
 
 
 def _lookup(name: str) -> type[Attack]:
     if name not in _REGISTRY:
-        raise BatchoutError(f"attack.attacks: unknown attack {name!r}; allowed: {', '.join(sorted(_REGISTRY))}")
+        raise BatchoutError(f"attack: unknown value {name!r}; allowed: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

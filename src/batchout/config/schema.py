@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from batchout.config.types import MethodName, ModelName, PixelFloat, Strict, check_device, registered
+from batchout.config.types import (
+    MethodName,
+    ModelName,
+    PixelFloat,
+    Strict,
+    check_attack_settings,
+    check_device,
+    registered,
+)
 from batchout.errors import choice_msg
 
 
@@ -185,9 +193,10 @@ class AttackParams(Strict):
     @model_validator(mode="after")
     def _names(self) -> AttackParams:
         check_device(self.device, "device")
-        for name in self.attacks:
+        for name, settings in self.attacks.items():
             if name not in registered("attack"):
                 raise ValueError(choice_msg(f"attacks.{name}", name, registered("attack")))
+            check_attack_settings(name, settings)
         return self
 
 

@@ -65,3 +65,17 @@ def check_device(device: str, key: str) -> None:
     ok = device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
     if not ok:
         raise ValueError(f"{key}: got {device!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+def check_attack_settings(name: str, settings: dict[str, Any]) -> None:
+    """Build attack ``name`` on a stand-in model, so a bad setting is refused when params.yaml is read,
+    named by its params key (the attack names its own argument, ``pgd.steps``)."""
+    from torch import nn
+
+    from batchout.attacks import create_attack
+    from batchout.errors import BatchoutError
+
+    try:
+        create_attack(name, nn.Identity(), **settings)
+    except BatchoutError as err:
+        raise ValueError(f"attacks.{err}") from None

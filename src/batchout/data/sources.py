@@ -159,17 +159,29 @@ def _extract(archive: Path, folder: str, dest: Path) -> None:
         raise BatchoutError(f"{archive}: cannot extract ({type(err).__name__}: {err})") from None
 
 
-def _from_mirror(src: Source, mirror: Path, raw_dir: Path) -> Layout | None:
+def mirror_entry(src: Source, mirror: Path) -> tuple[Layout, str, bool] | None:
+    """What the mirror offers for ``src``, in the order it is used: (layout, path relative to the
+    mirror, whether it is an archive); None when the mirror has nothing for it."""
     for layout in src.layouts:
         for rel in layout.mirror_folders:
             if layout.complete(mirror / rel):
-                _copy_folder(mirror, rel, raw_dir / layout.folder)
-                return layout
+                return layout, rel, False
         for name in layout.archives:
             if (mirror / name).is_file():
-                _extract(mirror / name, Path(layout.folder).name, raw_dir / layout.folder)
-                return layout
+                return layout, name, True
     return None
+
+
+def _from_mirror(src: Source, mirror: Path, raw_dir: Path) -> Layout | None:
+    entry = mirror_entry(src, mirror)
+    if entry is None:
+        return None
+    layout, rel, archive = entry
+    if archive:
+        _extract(mirror / rel, Path(layout.folder).name, raw_dir / layout.folder)
+    else:
+        _copy_folder(mirror, rel, raw_dir / layout.folder)
+    return layout
 
 
 # ----------------------------------------------------------------------------- download

@@ -206,18 +206,6 @@ def check_prepared(root: Path, name: str, data: DataParams, quick: bool) -> Chec
     return Check(label, OK, found)
 
 
-def _in_mirror(src: Any, mirror: Path) -> str | None:
-    """Where ``batchout.data.sources`` would copy ``src`` from in the mirror (same order), else None."""
-    for layout in src.layouts:
-        for rel in layout.mirror_folders:
-            if layout.complete(mirror / rel):
-                return rel
-        for archive in layout.archives:
-            if (mirror / archive).is_file():
-                return archive
-    return None
-
-
 def check_raw(root: Path, name: str, data: DataParams, env: Mapping[str, str], prepared_ok: bool) -> Check:
     """The raw source ``prepare`` would use: raw_dir, then the mirror, then torchvision's download."""
     from batchout.data import sources
@@ -232,7 +220,8 @@ def check_raw(root: Path, name: str, data: DataParams, env: Mapping[str, str], p
         if layout.complete(raw_dir / layout.folder) or name in data.image_folders:
             return Check(label, OK, f"{rel_path(raw_dir / layout.folder, root)} ({layout.kind})")
     mirror = env.get(MIRROR_ENV, "")
-    hit = _in_mirror(src, Path(mirror)) if mirror and Path(mirror).is_dir() else None
+    entry = sources.mirror_entry(src, Path(mirror)) if mirror and Path(mirror).is_dir() else None
+    hit = entry[1] if entry else None
     if hit:
         dest = rel_path(raw_dir, root)
         return Check(label, OK, f"{MIRROR_ENV}: {Path(mirror) / hit} (copied into {dest} on prepare)")

@@ -90,7 +90,7 @@ def sanity_checks(
     probe = _Probe(model, xf[sub], y[sub], batch_size, device)
     eps = [check_eps(e) for e in grid_result["eps"]]
     if not eps:
-        raise BatchoutError("attack.eps: the grid has no eps; allowed: a non-empty list of pixel budgets")
+        raise BatchoutError("eps: the grid has no eps; allowed: a non-empty list of pixel budgets")
     large_eps = check_eps(large_eps)
     settings: dict[str, dict[str, Any]] = grid_result.get("attacks", {})
     grid_acc: dict[str, list[float]] = grid_result.get("robust_acc", {})

@@ -120,7 +120,7 @@ def robust_grid(
     """
     device = torch.device(device)
     if batch_size < 1:
-        raise BatchoutError(f"attack.batch_size: got {batch_size}; allowed: an integer >= 1")
+        raise BatchoutError(f"batch_size: got {batch_size}; allowed: an integer >= 1")
     eps = [check_eps(e) for e in eps]
     xf, y = inputs(x, y)
     attackers = {name: create_attack(name, model, **settings) for name, settings in attacks.items()}

@@ -24,7 +24,7 @@ from batchout.device import resolve_device
 from batchout.errors import BatchoutError
 from batchout.evaluation.checks import sanity_checks
 from batchout.evaluation.robust import robust_grid
-from batchout.io import eps_key, read_json, write_csv, write_json
+from batchout.io import eps_key, read_metrics, write_csv, write_json
 from batchout.paths import Paths
 from batchout.reporting.plots import plot_robustness
 from batchout.training.checkpoint import check_model_fits, load_model
@@ -91,8 +91,8 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 def _log(paths: Paths, name: str, result: dict[str, Any]) -> None:
     """Into the model's own training run, so the MLflow UI sorts runs by robustness."""
-    train_metrics = paths.train_metrics(name)
-    run_id = read_json(train_metrics).get("mlflow_run_id") if train_metrics.is_file() else None
+    train_metrics = paths.train_metrics(name)  # absent for a model trained outside the pipeline
+    run_id = read_metrics(train_metrics, f"train@{name}").get("mlflow_run_id") if train_metrics.is_file() else None
     # Only "<name>_ok" entries are pass/fail checks; other booleans describe how a check ran.
     tags = {f"check.{k}": ("pass" if v else "FAIL") for k, v in result["checks"].items() if k.endswith("_ok")}
     tags["suspected_gradient_masking"] = str(result["checks"].get("suspected_gradient_masking", False))

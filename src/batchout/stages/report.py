@@ -9,7 +9,6 @@ file, an unreachable tracking server) leaves the previous reports untouched.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from batchout import tracking
 from batchout.config import Params
 from batchout.errors import BatchoutError
-from batchout.io import atomic_dir, read_json, write_json, write_text
+from batchout.io import atomic_dir, read_metrics, write_json, write_text
 from batchout.paths import Paths
 from batchout.reporting import groups as grouping
 from batchout.reporting import render, tables
@@ -25,21 +24,6 @@ from batchout.reporting.plots import plot_robustness
 
 EXPERIMENT = "reports"
 RUN_NAME = "report"
-
-
-def _read(path: Path, stage: str, required: tuple[str, ...]) -> dict[str, Any]:
-    if not path.is_file():
-        raise BatchoutError(f"report: metrics file {path} is missing; run `dvc repro {stage}` first")
-    try:
-        doc = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BatchoutError(f"report: metrics file {path} is not valid JSON; rerun `dvc repro {stage}`") from None
-    if not isinstance(doc, dict):
-        raise BatchoutError(f"report: metrics file {path} holds a {type(doc).__name__}, expected a JSON object")
-    for key in required:
-        if key not in doc:
-            raise BatchoutError(f"report: metrics file {path} has no {key!r}; rerun `dvc repro {stage}`")
-    return doc
 
 
 def load_records(params: Params, paths: Paths) -> list[grouping.RunRecord]:
@@ -51,8 +35,8 @@ def load_records(params: Params, paths: Paths) -> list[grouping.RunRecord]:
     records = []
     for name, spec in specs.items():
         suffix = "_tuned" if name in params.train.tuned_runs else ""
-        train = _read(paths.train_metrics(name), f"train{suffix}@{name}", ("test_acc",))
-        attack = _read(paths.attack_metrics(name), f"attack{suffix}@{name}", ("clean_acc", "eps", "robust_acc"))
+        train = read_metrics(paths.train_metrics(name), f"train{suffix}@{name}", ("test_acc",))
+        attack = read_metrics(paths.attack_metrics(name), f"attack{suffix}@{name}", ("clean_acc", "eps", "robust_acc"))
         records.append(grouping.RunRecord(name, spec.dataset, spec.model, spec.method, labels[name], train, attack))
     return records
 
