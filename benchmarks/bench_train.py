@@ -23,7 +23,7 @@ from torchvision import transforms
 
 from batchout.config import TrainParams
 from batchout.config.run import RunConfig, resolve_run
-from batchout.training.checkpoint import build_model
+from batchout.models.build import build_model
 from batchout.training.loop import Split, make_optimizer, train_epoch
 from batchout.training.schedule import make_scheduler
 

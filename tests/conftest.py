@@ -1,20 +1,66 @@
-"""Shared fixtures: the real params.yaml shrunk to tiny sizes, and the offline data mirror.
+"""Shared test helpers: the real params.yaml shrunk to tiny sizes (``tiny_params``, the
+``tiny_project`` fixture), synthetic MNIST (``synthetic_digits``, ``write_mnist_raw``), the offline
+data mirror and one thread for tiny tensors.
 
-Usage: a test takes ``tiny_params`` or ``mirror`` as an argument.
+Usage: a test takes ``tiny_project``, ``mirror`` or ``one_thread`` as an argument; helper modules
+and tests import the rest (``from conftest import tiny_params, write_mnist_raw``; tests/ is on
+sys.path under pytest).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from batchout.config import Params, load_params
+from batchout.config import Params, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
+TINY_SUBSET = {"train": 400, "val": 100, "test": 200}
+
+
+def tiny_params(*, runs: Iterable[str] | None = None, subset: dict[str, int] = TINY_SUBSET, epochs: int = 2,
+                eval_batch_size: int | None = None, attack_subset: int = 100, eps: list[float] | None = None,
+                attacks: dict[str, dict] | None = None, checks_subset: int | None = None,
+                tune: dict[str, Any] | None = None, source: Path = REPO / "params.yaml") -> dict[str, Any]:
+    """The real params.yaml document shrunk for tests, so that they follow its other settings.
+
+    Always: MNIST only with ``subset`` images per split, ``epochs`` epochs of batch 32 on the CPU,
+    no tuned runs, attacks on the CPU on ``attack_subset`` test images. ``runs`` names the runs
+    kept (default: every MNIST seed-0 run). The rest is left as in params.yaml unless given:
+    ``eval_batch_size``, the MNIST ``eps`` list (the only data set left), the ``attacks`` grid, the
+    sanity checks' subset (``checks_subset``) and ``tune`` settings (merged into the section).
+    Returns the YAML document (a dict); ``parse_params`` turns it into Params.
+    """
+    doc = yaml.safe_load(source.read_text())
+    doc["data"].update(datasets=["mnist"], subset=dict(subset))
+    train = doc["train"]
+    if runs is None:
+        kept = {k: v for k, v in train["runs"].items() if v["dataset"] == "mnist" and k.endswith("-s0")}
+    else:
+        runs = set(runs)
+        if runs - set(train["runs"]):  # a run renamed in params.yaml must not silently shrink a test
+            raise KeyError(f"not in {source.name}: {sorted(runs - set(train['runs']))}")
+        kept = {k: v for k, v in train["runs"].items() if k in runs}  # params.yaml's order
+    train.update(epochs=epochs, batch_size=32, device="cpu", tuned_runs={}, runs=kept)
+    if eval_batch_size is not None:
+        train["eval_batch_size"] = eval_batch_size
+    attack = doc["attack"]
+    attack.update(device="cpu", subset=attack_subset)
+    if eps is not None:
+        attack["eps"] = {"mnist": list(eps)}
+    if attacks is not None:
+        attack["attacks"] = attacks
+    if checks_subset is not None:
+        attack["checks"]["subset"] = checks_subset
+    doc["tune"].update(tune or {})
+    return doc
 
 
 @pytest.fixture(autouse=True)
@@ -53,23 +99,28 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def write_mnist_idx(folder: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                    gz: bool = False) -> None:
+    """Images and labels as MNIST IDX files (torchvision's raw names, ``.gz`` with ``gz``) in ``folder``."""
+    from batchout.data.formats import MNIST_FILES, write_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for split, (x, y) in (("train", train), ("test", test)):
+        images, labels = MNIST_FILES[split]
+        write_idx(folder / f"{images}{ext}", x)
+        write_idx(folder / f"{labels}{ext}", y)
+
+
 def write_mnist_raw(raw_dir: Path, n_train: int = 600, n_test: int = 200) -> None:
     """A raw folder in torchvision's MNIST/raw IDX layout, with synthetic digits."""
-    from batchout.data.formats import write_idx
-
-    folder = raw_dir / "MNIST" / "raw"
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n, seed in (("train", n_train, 1), ("t10k", n_test, 2)):
-        x, y = synthetic_digits(n, seed)
-        write_idx(folder / f"{split}-images-idx3-ubyte", x)
-        write_idx(folder / f"{split}-labels-idx1-ubyte", y)
+    write_mnist_idx(raw_dir / "MNIST" / "raw", synthetic_digits(n_train, 1), synthetic_digits(n_test, 2))
 
 
 @pytest.fixture
-def tiny_project(tmp_path, monkeypatch, real_params):
-    """The real params.yaml shrunk (2 epochs, tiny synthetic MNIST, CPU), a prepared data set and
-    an MLflow store, all under tmp_path. Returns (params, paths)."""
-    from batchout.config import Subset
+def tiny_project(tmp_path, monkeypatch):
+    """``tiny_params()`` (2 epochs on 400 synthetic MNIST digits, CPU), a prepared data set and an
+    MLflow store, all under tmp_path. Returns (params, paths)."""
     from batchout.paths import Paths
     from batchout.stages.prepare import run as prepare
 
@@ -77,15 +128,7 @@ def tiny_project(tmp_path, monkeypatch, real_params):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     (tmp_path / "mlruns").mkdir()
     write_mnist_raw(tmp_path / "data" / "raw")
-    runs = {k: v for k, v in real_params.train.runs.items() if v.dataset == "mnist" and k.endswith("-s0")}
-    params = real_params.model_copy(update={
-        "data": real_params.data.model_copy(
-            update={"datasets": ["mnist"], "subset": Subset(train=400, val=100, test=200)}),
-        "train": real_params.train.model_copy(update={"epochs": 2, "batch_size": 32, "device": "cpu",
-                                                      "runs": runs, "tuned_runs": {}}),
-        "attack": real_params.attack.model_copy(update={"subset": 100, "device": "cpu"}),
-    })
-    params = type(params).model_validate(params.model_dump())  # re-validate the shrunk copy
+    params = parse_params(tiny_params())
     paths = Paths(tmp_path)
     prepare(params.data, "mnist", paths)
     return params, paths

@@ -21,32 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import REPO, tiny_params, write_mnist_raw
 
-REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 RUNS = ("mnist-lenet-standard-s0", "mnist-lenet-batchout-s0")  # the two tiny runs kept in params.yaml
 COPIED = ("dvc.yaml", ".gitignore", ".dvcignore")
 
 
-def tiny_params(source: Path = REPO / "params.yaml", runs: tuple[str, ...] = RUNS) -> dict[str, Any]:
-    """The real params.yaml shrunk: MNIST only (400/100/200 images), 2 epochs of batch 32 on the CPU,
-    ``runs`` only, no tuned runs, one attack eps, a 4-trial 1-epoch unpruned tune."""
-    doc = yaml.safe_load(source.read_text())
-    doc["data"].update(datasets=["mnist"], subset={"train": 400, "val": 100, "test": 200})
-    train = doc["train"]
-    train.update(epochs=2, batch_size=32, eval_batch_size=200, device="cpu", tuned_runs={},
-                 runs={k: v for k, v in train["runs"].items() if k in runs})
-    attack = doc["attack"]
-    attack.update(device="cpu", subset=50, eps={"mnist": [0.1]}, attacks={"fgsm": {}})
-    attack["checks"]["subset"] = 20
-    doc["tune"].update(n_trials=4, epochs=1, val_subset=100, attack_steps=2, pruner="none")
-    return doc
-
-
-def write_raw_mnist(root: Path) -> None:
-    from conftest import write_mnist_raw  # tests/conftest.py: synthetic digits in MNIST's IDX layout
-
-    write_mnist_raw(root / "data" / "raw", n_train=600, n_test=200)
+def project_params(runs: tuple[str, ...] = RUNS) -> dict[str, Any]:
+    """conftest's ``tiny_params`` with ``runs`` and the cheapest attack and tune that still run every
+    stage: one FGSM eps on 50 images, 20 for the sanity checks, a 4-trial 1-epoch unpruned tune."""
+    return tiny_params(runs=runs, eval_batch_size=200, attack_subset=50, eps=[0.1], attacks={"fgsm": {}},
+                       checks_subset=20, tune={"n_trials": 4, "epochs": 1, "val_subset": 100, "attack_steps": 2,
+                                               "pruner": "none"})
 
 
 def base_env(tmp: Path) -> dict[str, str]:
@@ -90,6 +77,7 @@ class Project:
 
 
 def copy_sources(root: Path) -> None:
+    """Copy pipeline/, src/ and the DVC and git ignore files (dvc.yaml too) from this checkout into ``root``."""
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
     for name in ("pipeline", "src"):
         shutil.copytree(REPO / name, root / name, ignore=ignore)
@@ -103,8 +91,8 @@ def make_project(root: Path, *, git: bool = True, runs: tuple[str, ...] = RUNS) 
     commit, DVC's site cache kept beside ``root`` so nothing is written outside the test's folder."""
     root.mkdir(parents=True)
     copy_sources(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(runs=runs), sort_keys=False))
-    write_raw_mnist(root)
+    (root / "params.yaml").write_text(yaml.safe_dump(project_params(runs), sort_keys=False))
+    write_mnist_raw(root / "data" / "raw", n_train=600, n_test=200)
     env = base_env(root.parent)
     # relative entries resolve against each stage's cwd: a queued experiment's workspace copy
     # (.dvc/tmp/exps/...) runs its own committed code, not the main workspace's

@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
+from servers import free_port
 
 from batchout.errors import BatchoutError
 from batchout.training.distributed import Dist, unwrap
@@ -28,12 +28,6 @@ ACC_TOLERANCE = 0.05
 # Epoch-1 training loss (all-reduced over ranks), relative difference: measured 1.58 vs 1.84 (16 %).
 # A loss summed instead of averaged over ranks, or taken from rank 0's share only, lands far outside.
 LOSS_TOLERANCE = 0.25
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _group_worker(rank: int, port: int, out: dict) -> None:
@@ -51,7 +45,7 @@ def _group_worker(rank: int, port: int, out: dict) -> None:
 def test_dist_helpers_in_a_two_process_gloo_group():
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_group_worker, args=(_free_port(), out), nprocs=2, join=True)
+        mp.spawn(_group_worker, args=(free_port(), out), nprocs=2, join=True)
         out = dict(out)
     (perm0, share0, total0, id0, dev0), (perm1, share1, total1, id1, _) = out[0], out[1]
     assert perm0 == perm1  # rank 0's permutation reached rank 1

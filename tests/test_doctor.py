@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, write_mnist_raw
-from servers import health_server
+from servers import free_port, health_server
 
 from batchout.doctor import checks as doctor
 from batchout.doctor import exit_code
@@ -34,12 +34,6 @@ def write_params(root: Path, params) -> Path:
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params.model_dump(mode="json")), encoding="utf-8")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed on exit: nothing listens there any more
 
 
 @pytest.fixture

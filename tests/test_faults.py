@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, write_mnist_raw
+from conftest import REPO, tiny_params, write_mnist_raw
 from mlflow import MlflowClient
 
-from batchout.config import Subset
+from batchout.config import parse_params
 from batchout.paths import Paths
 from batchout.stages.prepare import run as prepare
 from batchout.training.checkpoint import load_model
@@ -81,22 +81,15 @@ def _kill_then_finish(args: list[str], root: Path, seconds: float, seed: int) ->
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, real_params_module) -> Path:
-    """A tiny project: synthetic MNIST prepared, shrunk params.yaml, an initialised MLflow store."""
+def base(tmp_path_factory) -> Path:
+    """A tiny project: synthetic MNIST prepared, shrunk params.yaml (600 training images, 5 epochs,
+    FGSM and PGD-5 at 2 eps, a 3-trial tune), an initialised MLflow store."""
     root = tmp_path_factory.mktemp("base")
     write_mnist_raw(root / "data" / "raw", n_train=800, n_test=300)
-    real = real_params_module
-    atk = real.attack
-    params = real.model_copy(update={
-        "data": real.data.model_copy(update={"datasets": ["mnist"], "subset": Subset(train=600, val=100, test=200)}),
-        "train": real.train.model_copy(update={"epochs": 5, "batch_size": 32, "device": "cpu",
-                                               "runs": {RUN: real.train.runs[RUN]}, "tuned_runs": {}}),
-        "attack": atk.model_copy(update={"subset": 60, "device": "cpu", "eps": {"mnist": [0.1, 0.3]},
-                                         "attacks": {"fgsm": {}, "pgd": {"steps": 5, "restarts": 1}},
-                                         "checks": atk.checks.model_copy(update={"subset": 30})}),
-        "tune": real.tune.model_copy(update={"n_trials": 3, "epochs": 2, "val_subset": 100, "attack_steps": 3}),
-    })
-    params = type(params).model_validate(params.model_dump())
+    params = parse_params(tiny_params(
+        runs=(RUN,), subset={"train": 600, "val": 100, "test": 200}, epochs=5, attack_subset=60, eps=[0.1, 0.3],
+        attacks={"fgsm": {}, "pgd": {"steps": 5, "restarts": 1}}, checks_subset=30,
+        tune={"n_trials": 3, "epochs": 2, "val_subset": 100, "attack_steps": 3}))
     prepare(params.data, "mnist", Paths(root))
     (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     (root / "mlruns").mkdir()
@@ -104,13 +97,6 @@ def base(tmp_path_factory, real_params_module) -> Path:
     code = "from batchout import tracking; tracking.configure()"
     subprocess.run([sys.executable, "-c", code], cwd=root, env=_env(root), check=True, timeout=TIMEOUT_S)
     return root
-
-
-@pytest.fixture(scope="module")
-def real_params_module():
-    from batchout.config import load_params
-
-    return load_params(REPO / "params.yaml")
 
 
 def _copy(src: Path, dst: Path) -> Path:

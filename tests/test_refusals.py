@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from batchout.config.run import resolve_run
 from batchout.data.loader import load_meta
 from batchout.errors import BatchoutError
-from batchout.training.checkpoint import build_model, fingerprint, restore_model, save_checkpoint, save_model
+from batchout.models.build import build_model
+from batchout.training.checkpoint import fingerprint, restore_model, save_checkpoint, save_model
 from batchout.training.loop import TrainState
 
 STD = "mnist-lenet-standard-s0"

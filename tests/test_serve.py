@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import REPO, tiny_params, write_mnist_raw
 from servers import Server, free_port, get, get_json, launch, port_open, post_json, start_server
 
-from batchout.config import Params, Subset
+from batchout.config import Params, parse_params
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = "mnist-lenet-standard-s0"
 SHARE_KEY = "batchout-robust"  # the UI's own "share view" mechanism: an experiment tag holds the view
 pytestmark = pytest.mark.slow
@@ -43,19 +43,6 @@ class Project:
         return f"sqlite:///{self.root}/mlruns/mlflow.db"
 
 
-def shrink(real: Params) -> Params:
-    """The tiny_project fixture's params, plus a 2-eps FGSM/PGD-3 grid on 50 images (seconds on a CPU)."""
-    a = real.attack
-    return Params.model_validate(real.model_copy(update={
-        "data": real.data.model_copy(update={"datasets": ["mnist"], "subset": Subset(train=400, val=100, test=200)}),
-        "train": real.train.model_copy(update={"epochs": 2, "batch_size": 32, "device": "cpu", "tuned_runs": {},
-                                               "runs": {RUN: real.train.runs[RUN]}}),
-        "attack": a.model_copy(update={"subset": 50, "device": "cpu", "eps": {"mnist": [0.1, 0.3]},
-                                       "attacks": {"fgsm": {}, "pgd": {"steps": 3, "restarts": 1}},
-                                       "checks": a.checks.model_copy(update={"subset": 20})}),
-    }).model_dump())
-
-
 def env_for(uri: str | None) -> dict[str, str]:
     """A child's environment: this store (None: none named), no data mirror, one thread (2 shared cores)."""
     env = {k: v for k, v in os.environ.items() if k not in ("BATCHOUT_DATA_MIRROR", "MLFLOW_TRACKING_URI")}
@@ -66,17 +53,17 @@ def env_for(uri: str | None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, one_thread) -> Project:
-    """One tiny trained and attacked run in a SQLite store, built in-process once for the module."""
+    """One tiny trained and attacked run in a SQLite store, built in-process once for the module:
+    the tiny project's params with one run and a 2-eps FGSM/PGD-3 grid on 50 images (seconds on a CPU)."""
     import mlflow
-    from conftest import write_mnist_raw
 
-    from batchout.config import load_params
     from batchout.paths import Paths
     from batchout.stages import attack, train
     from batchout.stages.prepare import run as prepare
 
     root = tmp_path_factory.mktemp("served").resolve()
-    params = shrink(load_params(REPO / "params.yaml"))
+    params = parse_params(tiny_params(runs=(RUN,), attack_subset=50, eps=[0.1, 0.3], checks_subset=20,
+                                      attacks={"fgsm": {}, "pgd": {"steps": 3, "restarts": 1}}))
     write_mnist_raw(root / "data" / "raw")
     paths = Paths(root)
     with pytest.MonkeyPatch.context() as mp:

