@@ -141,3 +141,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """No mirror unless a test sets one; the official download is replaced by a recorder that fails."""
+    from batchout.data import sources
+
+    monkeypatch.delenv(sources.MIRROR_ENV, raising=False)
+    calls: list[tuple] = []
+
+    def no_network(*args):
+        calls.append(args)
+        raise OSError("offline in tests")
+
+    monkeypatch.setattr(sources, "download", no_network)
+    return calls
+
+
+@pytest.fixture
+def mnist_raw(tmp_path: Path) -> Path:
+    from raw_data import MNIST_TEST, MNIST_TRAIN, write_mnist
+
+    write_mnist(tmp_path / "data/raw/MNIST/raw", MNIST_TRAIN, MNIST_TEST)
+    return tmp_path

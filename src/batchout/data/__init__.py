@@ -1,5 +1,6 @@
 """Data sets: raw formats (``formats``), where raw data comes from (``sources``: the data set registry,
-raw_dir, the offline mirror, torchvision's download), making the seeded splits (``prepare``) and
+raw_dir, the offline mirror, torchvision's download), copying raw files in (``transfer``), making the
+seeded splits (``prepare``) and
 the prepared folder with its meta.json (``loader``).
 
 Usage: ``from batchout.data.loader import load_split``; the prepare stage is ``batchout.stages.prepare``

@@ -18,7 +18,8 @@ import numpy as np
 
 from batchout.config import DataParams
 from batchout.data.loader import META_FORMAT, SPLITS, write_meta
-from batchout.data.sources import RawData, Split, usual_mode
+from batchout.data.sources import RawData, Split
+from batchout.data.transfer import usual_mode
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir, sha256_file
 

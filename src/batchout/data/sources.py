@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import sys
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ import numpy as np
 
 from batchout.config import DataParams, known_datasets
 from batchout.data import formats
+from batchout.data.transfer import copy_files, copy_folder, extract
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir
 from batchout.paths import MIRROR_ENV
@@ -109,56 +107,6 @@ REGISTRY: dict[str, Source] = {
 }
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)  # progress for long copies; stdout keeps the summary
-
-
-def usual_mode(folder: Path) -> None:
-    """Give a temporary folder the mode a plain ``mkdir`` would (temp folders start private, 0700)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-
-
-def copy_files(src: Path, dest: Path) -> None:
-    """Copy the files under ``src`` into ``dest`` with fresh permissions (a read-only mirror's
-    modes would make the copy undeletable)."""
-    usual_mode(dest)
-    for path in sorted(src.rglob("*")):
-        if path.is_file():
-            target = dest / path.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-
-
-# ----------------------------------------------------------------------------- mirror
-def _copy_folder(mirror: Path, rel: str, dest: Path) -> None:
-    formats.verify_under(mirror, rel)  # before anything is written
-    _say(f"copying {mirror / rel} -> {dest}")
-    with atomic_dir(dest) as tmp:
-        copy_files(mirror / rel, tmp)
-
-
-def _extract(archive: Path, folder: str, dest: Path) -> None:
-    """Extract ``archive`` and keep its top folder ``folder`` as ``dest``."""
-    formats.verify_under(archive.parent, archive.name)
-    _say(f"extracting {archive} -> {dest}")
-    try:
-        with atomic_dir(dest) as tmp:
-            usual_mode(tmp)
-            staging = tmp / ".extract"
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")  # "data" refuses absolute paths and links out
-            inner = staging / folder
-            if not inner.is_dir():
-                raise BatchoutError(f"{archive}: has no top folder {folder!r}; expected {folder}/...")
-            for child in inner.iterdir():
-                os.replace(child, tmp / child.name)
-            shutil.rmtree(staging)
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise BatchoutError(f"{archive}: cannot extract ({type(err).__name__}: {err})") from None
-
-
 def mirror_entry(src: Source, mirror: Path) -> tuple[Layout, str, bool] | None:
     """What the mirror offers for ``src``, in the order it is used: (layout, path relative to the
     mirror, whether it is an archive); None when the mirror has nothing for it."""
@@ -178,9 +126,9 @@ def _from_mirror(src: Source, mirror: Path, raw_dir: Path) -> Layout | None:
         return None
     layout, rel, archive = entry
     if archive:
-        _extract(mirror / rel, Path(layout.folder).name, raw_dir / layout.folder)
+        extract(mirror / rel, Path(layout.folder).name, raw_dir / layout.folder)
     else:
-        _copy_folder(mirror, rel, raw_dir / layout.folder)
+        copy_folder(mirror, rel, raw_dir / layout.folder)
     return layout
 
 
