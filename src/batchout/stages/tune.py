@@ -17,7 +17,8 @@ Resume: the study is named ``<tune.study_name>-<fingerprint>``, the fingerprint 
 setting that changes what a trial measures (tune section except n_trials/storage/study_name, the
 train settings used, the data checksums). Rerunning with the same settings continues the study and
 runs only ``n_trials`` minus its finished (complete or pruned) trials; changing any of them starts
-a fresh study instead of mixing incomparable trials. Storage and worker recipes: batchout.tuning.
+a fresh study instead of mixing incomparable trials. Storage: batchout.tuning.storage; many
+machines: docs/recipes.md.
 
 MLflow: experiment ``tune-<dataset>``, a parent run named ``tune.study_name`` (resumed on rerun),
 one nested child run per trial (k, n, per-epoch values, final accuracies, state), plots and
@@ -30,7 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,13 +179,25 @@ def make_runner(params: Params, paths: Paths, study: str, parent_run_id: str) ->
     return TrialRunner(params, meta, train, val, device, study, parent_run_id)
 
 
-def _worker(params: Params, paths: Paths, spec: str, name: str, quota: int, total: int, index: int,
-            parent_run_id: str, threads: int) -> None:
+def _worker(params: Params, paths: Paths, spec: str, name: str, quota: int, total: int, parent_run_id: str,
+            threads: int) -> None:
     """Entry point of one spawned worker process: reopen the study and run its share of trials."""
     torch.set_num_threads(threads)  # N workers share the cores instead of each taking them all
     tracking.configure(tracking.repo_root(paths.root))
-    study = tuning.open_study(name, spec, params.tune, worker=index)
+    study = tuning.open_study(name, spec, params.tune)
     tuning.optimize(study, params.tune, make_runner(params, paths, name, parent_run_id), quota=quota, total=total)
+
+
+def run_processes(target: Callable[..., None], args: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Start one spawned process per argument tuple, wait for all, return their exit codes.
+    Spawn (not fork): a forked child would inherit torch's thread pools and open storage handles."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=a, name=f"tune-worker-{i}") for i, a in enumerate(args)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return [p.exitcode if p.exitcode is not None else -1 for p in procs]
 
 
 def _search(params: Params, paths: Paths, study: Any, spec: str, quotas: list[int], total: int,
@@ -193,8 +208,8 @@ def _search(params: Params, paths: Paths, study: Any, spec: str, quotas: list[in
         tuning.optimize(study, params.tune, runner, quota=sum(quotas), total=total)
         return
     threads = max(1, (os.cpu_count() or 1) // len(quotas))
-    jobs = [(params, paths, spec, name, q, total, i, parent_run_id, threads) for i, q in enumerate(quotas) if q > 0]
-    codes = tuning.run_processes(_worker, jobs)
+    jobs = [(params, paths, spec, name, q, total, parent_run_id, threads) for q in quotas if q > 0]
+    codes = run_processes(_worker, jobs)
     bad = [(i, c) for i, c in enumerate(codes) if c != 0]
     if bad:
         raise BatchoutError(f"tune: worker {bad[0][0]} exited with code {bad[0][1]} (its error is printed above); "

@@ -27,7 +27,6 @@ from batchout.tuning.study import (
     open_study,
     optimize,
     pareto_pick,
-    run_processes,
     save_plots,
     split_quota,
     suggest,
@@ -37,5 +36,5 @@ from batchout.tuning.study import (
 __all__ = [
     "FINISHED", "GRACE_PERIOD_S", "HEARTBEAT_KEY", "TrialContext", "TrialPruned", "fail_stale_trials",
     "finished_count", "has_heartbeat", "make_pruner", "objective_value", "open_storage", "open_study", "optimize",
-    "pareto_pick", "run_processes", "save_plots", "split_quota", "storage_spec", "suggest", "summarize",
+    "pareto_pick", "save_plots", "split_quota", "storage_spec", "suggest", "summarize",
 ]
