@@ -5,6 +5,8 @@ Usage: ``.venv/bin/pytest tests/test_attacks.py -q``
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from tiny_models import train_tiny
@@ -156,7 +158,7 @@ def test_attack_accepts_inference_tensors(tiny):
 
 def test_registry_errors_are_one_line_and_name_the_key(tiny):
     model = tiny[0]
-    allowed = "deepfool, fgsm, pgd, pgd_dlr, square"
+    allowed = "apgd_ce, apgd_t, autoattack, deepfool, fab_t, fgsm, pgd, pgd_dlr, square"
     with pytest.raises(BatchoutError, match=rf"^attack: unknown value 'cw'; allowed: {allowed}"):
         create_attack("cw", model)
     with pytest.raises(BatchoutError, match=r"^pgd\.stepz: unknown setting; did you mean 'steps'"):
@@ -175,3 +177,37 @@ def test_registry_errors_are_one_line_and_name_the_key(tiny):
         create_attack("fgsm", model)(tiny[1], tiny[2][:3], 0.1)
     with pytest.raises(BatchoutError, match=r"p_init: got 2\.0; allowed: a number in \[0\.0, 1\.0\]"):
         create_attack("square", model, p_init=2.0)
+
+
+def test_pgd_early_stop_false_returns_madrys_final_iterate(tiny):
+    """Adversarial training after Madry et al. uses the final projected iterate; evaluation keeps
+    the first iterate that fools the model (early stop)."""
+    model, x, y = tiny
+    eps, alpha, steps = 0.3, 0.05, 7
+    final = create_attack("pgd", model, steps=steps, step_size=alpha, random_start=False, early_stop=False)(x, y, eps)
+    manual = x.clone()
+    for _ in range(steps):  # Madry's update, written out
+        manual.requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(manual), y, reduction="sum"), manual)
+        manual = torch.min(torch.max(manual.detach() + alpha * grad.sign(), x - eps), x + eps).clamp(0, 1)
+    assert torch.allclose(final, manual, atol=1e-6)
+    early = create_attack("pgd", model, steps=steps, step_size=alpha, random_start=False)(x, y, eps)
+    assert not torch.allclose(early, final)  # fooled points stopped at their first fooling iterate
+
+
+def test_adversarial_training_uses_the_final_iterate(monkeypatch):
+    from batchout.config import Adversarial
+    from batchout.training import loop
+
+    seen = []
+    real = loop.create_attack
+    def spy(name, model, **kw):
+        seen.append((name, kw))
+        return real(name, model, **kw)
+
+    monkeypatch.setattr(loop, "create_attack", spy)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    cfg = SimpleNamespace(adversarial=Adversarial(attack="pgd", eps=0.1, steps=3, fraction=0.5))
+    out = loop._adversarial_batch(model, torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 0]), cfg)
+    assert out.shape == (4, 1, 2, 2)
+    assert seen == [("pgd", {"steps": 3, "step_size": 2.5 * 0.1 / 3, "early_stop": False})]

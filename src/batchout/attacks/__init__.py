@@ -8,7 +8,7 @@ Attacks know nothing of MLflow, files or training: model, images and budget in, 
 
 from __future__ import annotations
 
-from batchout.attacks import deepfool, fgsm, pgd, pgd_dlr, square  # noqa: F401  (registration)
+from batchout.attacks import apgd, autoattack, deepfool, fab, fgsm, pgd, pgd_dlr, square  # noqa: F401  (registration)
 from batchout.attacks.base import Attack, frozen
 from batchout.attacks.registry import attack_settings, create_attack, list_attacks, register_attack
 

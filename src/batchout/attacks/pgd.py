@@ -26,9 +26,12 @@ class PGD(Attack):
     Defaults: ``steps=10``; ``step_size=None`` means ``2.5 * eps / steps`` (Madry et al.'s rule,
     so the walk can cross the ball); ``restarts=1``; ``random_start=True`` (uniform in the ball).
 
-    Worst case per example: an iterate that already fools the model (seen after at least one
-    step) is kept even if later steps wander back, and later restarts run only on the examples no
-    earlier restart fooled. With ``random_start=False, steps=1, step_size=eps`` this is FGSM.
+    Worst case per example (``early_stop=True``, for evaluation): an iterate that already fools the
+    model (seen after at least one step) is kept even if later steps wander back, and later restarts
+    run only on the examples no earlier restart fooled. ``early_stop=False`` returns the final
+    projected iterate of every walk, as in Madry et al.'s adversarial training (the early-stopped
+    variant is closer to Zhang et al. 2020's "friendly" adversarial training, FAT).
+    With ``random_start=False, steps=1, step_size=eps`` this is FGSM.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class PGD(Attack):
         step_size: float | None = None,
         restarts: int = 1,
         random_start: bool = True,
+        early_stop: bool = True,
     ) -> None:
         super().__init__(
             model,
@@ -45,11 +49,13 @@ class PGD(Attack):
             step_size=self.check_float("step_size", step_size, 0.0, 1.0, none_ok=True),
             restarts=self.check_int("restarts", restarts, 1),
             random_start=self.check_bool("random_start", random_start),
+            early_stop=self.check_bool("early_stop", early_stop),
         )
         self.steps: int = self.settings["steps"]
         self.step_size: float | None = self.settings["step_size"]
         self.restarts: int = self.settings["restarts"]
         self.random_start: bool = self.settings["random_start"]
+        self.early_stop: bool = self.settings["early_stop"]
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss to maximise: per-example values or their sum."""
@@ -59,6 +65,10 @@ class PGD(Attack):
         alpha = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
         lo, hi = box(x, eps)
         best, found = self._walk(x, y, lo, hi, eps, alpha)
+        if not self.early_stop:  # Madry: the last restart's final iterates, whatever they score
+            for _ in range(1, self.restarts):
+                best, _ = self._walk(x, y, lo, hi, eps, alpha)
+            return best
         for _ in range(1, self.restarts):
             # The previous restart's final iterates were not checked inside the walk.
             with torch.no_grad():
@@ -84,4 +94,6 @@ class PGD(Attack):
                 kept = torch.where(_rows(hit, adv), kept, adv)  # follows adv until the first success
                 hit = hit | (logits.argmax(1) != y)
             adv = project(adv.add(grad.sign(), alpha=alpha), lo, hi)  # 3 kernels: few launches per step
+        if not self.early_stop:
+            return adv, hit
         return torch.where(_rows(hit, adv), kept, adv), hit

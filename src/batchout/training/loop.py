@@ -86,14 +86,15 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.SGD:
 
 
 def _adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
-    """Goodfellow-style: the first ``fraction`` of the batch replaced by adversarial examples."""
+    """Goodfellow-style: the first ``fraction`` of the batch replaced by adversarial examples. PGD
+    examples are the final projected iterates (Madry et al. 2018), not the first that fools."""
     a = cfg.adversarial
     cut = max(1, round(a.fraction * len(x)))
     if a.attack == "fgsm":
         attack = create_attack("fgsm", model)
     else:
         step = a.step_size if a.step_size is not None else 2.5 * a.eps / a.steps
-        attack = create_attack("pgd", model, steps=a.steps, step_size=step)
+        attack = create_attack("pgd", model, steps=a.steps, step_size=step, early_stop=False)
     x_adv = attack(x[:cut], y[:cut], a.eps)
     return torch.cat([x_adv, x[cut:]])
 

@@ -1,0 +1,74 @@
+"""The ``autoattack`` ensemble: a cascade of APGD-CE, APGD-T, FAB-T and Square whose per-example worst
+case is never above any member's, with a per-member breakdown in the robust grid.
+
+Usage: ``.venv/bin/pytest tests/test_autoattack.py -q``
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import train_tiny
+
+from batchout.attacks import create_attack
+from batchout.attacks.autoattack import STANDARD
+from batchout.errors import BatchoutError
+from batchout.evaluation.robust import robust_grid
+
+CHEAP = {"apgd_ce": {"steps": 10}, "apgd_t": {"steps": 10}, "fab_t": {"steps": 10}, "square": {"n_queries": 50}}
+EPS = [0.1, 0.2]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return train_tiny()
+
+
+def test_standard_version_members_and_budgets():
+    attack = create_attack("autoattack", torch.nn.Linear(2, 3))
+    assert list(attack.members) == ["apgd_ce", "apgd_t", "fab_t", "square"] == list(STANDARD)
+    assert attack.members["square"].n_queries == 5000 and attack.members["apgd_t"].settings["steps"] == 100
+    small = create_attack("autoattack", torch.nn.Linear(2, 3), square={"n_queries": 10})
+    assert small.members["square"].n_queries == 10 and small.members["square"].p_init == 0.8
+
+
+def test_members_can_be_left_out_but_not_all():
+    cheap = create_attack("autoattack", torch.nn.Linear(2, 3), fab_t=False, square={"n_queries": 10})
+    assert list(cheap.members) == ["apgd_ce", "apgd_t", "square"]
+    with pytest.raises(BatchoutError, match=r"^autoattack: every member is left out"):
+        create_attack("autoattack", torch.nn.Linear(2, 3), apgd_ce=False, apgd_t=False, fab_t=False, square=False)
+
+
+def test_bad_member_settings_are_one_line_errors():
+    with pytest.raises(BatchoutError, match=r"^autoattack\.square: got 5; allowed: a mapping"):
+        create_attack("autoattack", torch.nn.Linear(2, 3), square=5)
+    with pytest.raises(BatchoutError, match=r"^square\.n_querys: unknown setting; did you mean 'n_queries'"):
+        create_attack("autoattack", torch.nn.Linear(2, 3), square={"n_querys": 5})
+
+
+def test_grid_breakdown_and_worst_case_never_above_a_member(tiny):
+    model, x, y = tiny
+    torch.manual_seed(0)
+    grid = robust_grid(model, x, y, {"pgd": {}, "autoattack": CHEAP}, EPS, batch_size=64, device="cpu")
+    parts = grid["breakdown"]["autoattack"]
+    assert list(parts) == list(STANDARD)
+    for i in range(len(EPS)):
+        after = [parts[m][i] for m in STANDARD]
+        assert after == sorted(after, reverse=True)  # each member only removes points
+        assert grid["robust_acc"]["autoattack"][i] == after[-1] <= grid["clean_acc"]
+        assert grid["worst_acc"][i] <= min(grid["robust_acc"]["autoattack"][i], grid["robust_acc"]["pgd"][i])
+    assert grid["robust_acc"]["autoattack"][-1] < grid["clean_acc"]  # it does break points
+
+
+def test_ensemble_called_directly_matches_the_grids_cascade(tiny):
+    model, x, y = tiny
+    torch.manual_seed(0)
+    grid = robust_grid(model, x, y, {"autoattack": CHEAP}, [0.2], batch_size=500, device="cpu")
+    torch.manual_seed(0)
+    clean = model(x).argmax(1) == y
+    adv = create_attack("autoattack", model, **CHEAP)(x[clean], y[clean], 0.2)
+    with torch.no_grad():
+        robust = (model(adv).argmax(1) == y[clean]).float().sum().item() / len(y)
+    assert robust == pytest.approx(grid["robust_acc"]["autoattack"][0], abs=0.02)
