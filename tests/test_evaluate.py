@@ -107,8 +107,11 @@ def test_honest_model_passes_every_check(tiny, grid):
     torch.manual_seed(0)
     out = sanity_checks(tiny[0], tiny[1], tiny[2], grid, CHECKS, large_eps=0.5, batch_size=64, device="cpu")
     json.dumps(out)
-    assert out["subset"] == 100.0 and out["stronger_attack_is_square"] is True
+    assert out["subset"] == 100.0 and out["informative_eps"] == 0.15
     assert out["large_eps_acc"] <= 0.1
+    conv = out["convergence"]
+    assert conv["eps"] == 0.15 and conv["steps"] == [5, 10, 20, 40, 40] and conv["restarts"] == [1, 1, 1, 1, 2]
+    assert conv["acc"][-1] <= conv["acc"][0] + 0.03  # more steps and restarts never help the model
     assert not out["suspected_gradient_masking"], out
 
 
@@ -122,18 +125,18 @@ def test_zero_gradient_model_is_flagged_by_large_eps_and_square(tiny):
     assert grid["robust_acc"]["square"][-1] <= 0.1
     out = sanity_checks(masked, x, y, grid, CHECKS, large_eps=0.5, batch_size=64, device="cpu")
     assert out["suspected_gradient_masking"]
-    assert not out["stronger_attack_ok"] and out["stronger_minus_pgd_min"] < -0.5
+    assert not out["stronger_attack_ok"] and out["square_minus_pgd"] < -0.5
     assert not out["large_eps_ok"] and out["large_eps_acc"] > 0.5
     assert out["pgd_vs_fgsm_ok"]  # PGD's random start still beats a frozen FGSM: not the culprit
 
 
 def test_checks_run_missing_attacks_themselves(tiny):
-    """A grid with neither pgd nor fgsm nor square: PGD, FGSM and pgd_dlr run on the subset."""
+    """A grid with neither pgd nor fgsm nor square: PGD, FGSM and Square run on the subset."""
     masked, x, y = ZeroGradient(tiny[0]), tiny[1], tiny[2]
     grid = robust_grid(masked, x, y, {"deepfool": {}}, [0.1, 0.3], batch_size=64, device="cpu")
     out = sanity_checks(masked, x, y, grid, Checks(subset=40), large_eps=0.5, batch_size=64, device="cpu")
-    assert out["subset"] == 40.0 and out["stronger_attack_is_square"] is False
-    # pgd_dlr is blind too (zero gradients), so here the large budget is what gives it away.
-    assert not out["large_eps_ok"] and out["suspected_gradient_masking"]
+    assert out["subset"] == 40.0
+    # Square (gradient-free, always run) and the large budget both give it away.
+    assert not out["large_eps_ok"] and not out["stronger_attack_ok"] and out["suspected_gradient_masking"]
     honest = sanity_checks(tiny[0], x, y, grid, Checks(subset=40), large_eps=0.5, batch_size=64, device="cpu")
     assert not honest["suspected_gradient_masking"], honest

@@ -1,17 +1,20 @@
-"""Report stage: statistics across seeds, spread verdicts, masking flags, paper numbers, HTML, MLflow, CLI.
+"""Report stage: statistics across seeds, paired verdicts, masking flags, paper numbers, HTML, MLflow, CLI.
 
 Usage: ``.venv/bin/pytest tests/test_report.py``
 
 Fixture metrics (mnist, lenet): standard and batchout with 2 seeds each, adversarial with 1 seed and
-flagged for gradient masking. BatchOut's PGD accuracy is far above standard's (a real difference);
-their clean accuracies differ by less than the seed spread.
+flagged for gradient masking, all attacked on the same 50 test points. BatchOut's worst-case accuracy
+is far above standard's (significant after Holm); their clean accuracies differ by 0.2 and 0.1 points
+(a paired t over two seeds cannot resolve that).
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,8 @@ from batchout.config import parse_params
 from batchout.errors import BatchoutError
 from batchout.io import write_json
 from batchout.paths import Paths
+from batchout.reporting import compare, reference, render, tables
 from batchout.reporting import groups as grouping
-from batchout.reporting import reference, render, tables
 from batchout.stages import report as stage
 
 EPS = [0.1, 0.25, 0.3]  # 0.1 and 0.3 are in the paper's figure, 0.25 is not
@@ -32,10 +35,18 @@ RUNS = {
     "mnist-lenet-standard-s0": (0.990, 0.992, [0.20, 0.05, 0.02], [0.50, 0.30, 0.20], None),
     "mnist-lenet-standard-s1": (0.986, 0.988, [0.24, 0.07, 0.04], [0.56, 0.34, 0.26], None),
     "mnist-lenet-batchout-s0": (0.988, 0.990, [0.80, 0.60, 0.50], [0.90, 0.85, 0.80], None),
-    "mnist-lenet-batchout-s1": (0.984, 0.986, [0.78, 0.62, 0.46], [0.92, 0.83, 0.78], None),
+    "mnist-lenet-batchout-s1": (0.985, 0.986, [0.78, 0.62, 0.46], [0.92, 0.83, 0.78], None),
     "mnist-lenet-adversarial-s0": (0.980, 0.982, [0.90, 0.88, 0.87], [0.95, 0.94, 0.93],
                                    ["monotone_ok", "large_eps_ok"]),
 }
+N_EX = 50
+FLAG_START = {"standard": 0, "batchout": 5, "adversarial": 0}  # where each method's robust points begin
+
+
+def _flags(acc: float, start: int) -> str:
+    """Per-example flags with round(acc * N_EX) robust points from ``start`` on (cyclically)."""
+    ones = {(start + i) % N_EX for i in range(round(acc * N_EX))}
+    return "".join("1" if i in ones else "0" for i in range(N_EX))
 
 
 def _params(runs: dict[str, tuple]) -> dict:
@@ -43,7 +54,7 @@ def _params(runs: dict[str, tuple]) -> dict:
     for name in runs:
         _, _, method, seed = name.split("-")
         specs[name] = {"dataset": "mnist", "model": "lenet", "method": method, "seed": int(seed[1:])}
-    return {"train": {"runs": specs}, "report": {"title": "Test report", "spread_factor": 2.0}}
+    return {"train": {"runs": specs}, "report": {"title": "Test report", "alpha": 0.05}}
 
 
 def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
@@ -51,16 +62,23 @@ def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
         write_json(paths.train_metrics(name), {"train_acc": 1.0, "val_acc": test_acc, "test_acc": test_acc,
                                                "epochs": 1, "wall_seconds": 1.0, "images_per_s": 10.0,
                                                "mlflow_run_id": "x"})
+        worst = list(map(min, pgd, fgsm))
         robust = {a: {f"eps_{e:.4f}": v for e, v in zip(EPS, vals, strict=True)}
-                  for a, vals in (("pgd", pgd), ("fgsm", fgsm), ("worst", list(map(min, pgd, fgsm))))}
+                  for a, vals in (("pgd", pgd), ("fgsm", fgsm), ("worst", worst))}
+        _, _, method, seed = name.split("-")
+        flags = {"worst": {f"eps_{e:.4f}": _flags(v, FLAG_START[method]) for e, v in zip(EPS, worst, strict=True)}}
         # the evaluate module's names; stronger_attack_is_square describes a check, it is not one
         checks = {"monotone_ok": True, "large_eps_ok": True, "pgd_vs_fgsm_ok": True, "stronger_attack_is_square": False}
         checks.update({c: False for c in failed or []})
         checks["suspected_gradient_masking"] = failed is not None
-        _, _, method, seed = name.split("-")
+        checks["subset"] = 20.0
+        checks["convergence"] = {"eps": 0.1, "restarts": [1, 1, 2], "steps": [5, 10, 10],
+                                 "acc": [pgd[0] + 0.02, pgd[0] + 0.01, pgd[0]]}
         write_json(paths.attack_metrics(name), {"run": name, "dataset": "mnist", "model": "lenet", "method": method,
-                                                "seed": int(seed[1:]), "n_examples": 50, "clean_acc": clean,
-                                                "eps": EPS, "robust_acc": robust, "checks": checks, "seconds": 1.0})
+                                                "seed": int(seed[1:]), "n_examples": N_EX, "examples_sha256": "same",
+                                                "clean_acc": clean, "eps": EPS, "robust_acc": robust,
+                                                "robust_flags": flags, "breakdown": {}, "checks": checks,
+                                                "seconds": 1.0})
 
 
 @pytest.fixture
@@ -87,6 +105,24 @@ def _two(a: float, b: float) -> tuple[float, float]:
     return (a + b) / 2, abs(a - b) / math.sqrt(2)  # the ddof=1 std of two numbers
 
 
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson's bounds as the roots of (k/n - p)^2 = z^2 p (1 - p) / n, a quadratic in p."""
+    a, b, c = 1 + z * z / n, -(2 * k / n + z * z / n), (k / n) ** 2
+    root = math.sqrt(b * b - 4 * a * c)
+    return (-b - root) / (2 * a), (-b + root) / (2 * a)
+
+
+def _with_ci(cell: str, k: int, n: int) -> str:
+    lo, hi = _wilson(k, n)
+    return f"{cell} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _exact_p(b: int, c: int) -> float:
+    """Two-sided exact binomial p of b among b + c at 1/2, as a fraction."""
+    n = b + c
+    return float(min(Fraction(1), 2 * Fraction(sum(math.comb(n, i) for i in range(min(b, c) + 1)), 2**n)))
+
+
 def test_stat_uses_sample_std():
     s = grouping.stat([0.2, 0.4, 0.9])
     var = sum((v - 0.5) ** 2 for v in (0.2, 0.4, 0.9)) / 2
@@ -100,39 +136,67 @@ def test_groups_and_table_values(groups):
     assert header == ("model / method", "clean (test set)", "eps 0.1", "eps 0.25", "eps 0.3")
     std, bo, adv = rows
     assert std[1] == _cell(_two(0.990, 0.986), 2)
-    assert std[2] == _cell(_two(0.20, 0.24), 2) and std[4] == _cell(_two(0.02, 0.04), 2)
-    assert bo[3] == _cell(_two(0.60, 0.62), 2)
-    assert adv[2] == _cell(0.90, 1) and adv[1] == "98.00 (single run)"
+    # robust cells: mean ± seed std, then the Wilson interval of the pooled count (10 + 12 of 2 x 50)
+    assert std[2] == _with_ci(_cell(_two(0.20, 0.24), 2), 22, 100)
+    assert std[4] == _with_ci(_cell(_two(0.02, 0.04), 2), 3, 100)
+    assert bo[3] == _with_ci(_cell(_two(0.60, 0.62), 2), 61, 100)
+    assert adv[2] == _with_ci(_cell(0.90, 1), 45, 50) and adv[1] == "98.00 (single run)"
     fgsm_rows = tables.accuracy_table(groups, "fgsm").items[1:]
-    assert fgsm_rows[0][2] == _cell(_two(0.50, 0.56), 2)
+    assert fgsm_rows[0][2] == _with_ci(_cell(_two(0.50, 0.56), 2), 53, 100)
+    assert grouping.attacks_of(groups) == ["worst", "fgsm", "pgd"]  # the verdicts' attack first
 
 
-def test_spread_verdict_both_ways(groups):
-    rows = {(r["a"], r["b"], r["quantity"], r["eps"]): r for r in grouping.comparisons(groups, 2.0)}
+def test_paired_verdicts_both_ways(groups):
+    """Worst case: significant after Holm; clean: a paired t over two seeds does not resolve 0.15 points."""
+    rows = {(r["a"], r["b"], r["quantity"], r["eps"]): r for r in compare.comparisons(groups, 0.05)}
     clean = rows[("batchout", "standard", "clean", None)]
-    assert clean["diff"] == pytest.approx(0.986 - 0.988)
-    assert clean["pooled_std"] == pytest.approx(abs(0.990 - 0.986) / math.sqrt(2))  # equal spreads pool to it
-    assert clean["larger_than_spread"] is False and clean["verdict"].startswith("within the seed-to-seed spread")
-    pgd = rows[("batchout", "standard", "pgd", 0.1)]
-    assert pgd["diff"] == pytest.approx(0.79 - 0.22)
-    assert pgd["larger_than_spread"] is True and pgd["verdict"].startswith("larger than the seed-to-seed spread")
-    # a bigger factor turns the same difference into "within"
-    big = grouping.compare(grouping.stat([0.80, 0.78]), grouping.stat([0.20, 0.24]), factor=1000.0)
-    assert big.real is False
+    # diffs -0.002 and -0.001: t = -3 on 1 df; Student t with 1 df is Cauchy, P(|T| > 3) = 1 - 2 atan(3) / pi
+    assert clean["diff"] == pytest.approx(-0.0015) and clean["p"] == pytest.approx(1 - 2 * math.atan(3) / math.pi)
+    half = 12.7062047 * (0.001 / math.sqrt(2)) / math.sqrt(2)  # t_{0.975, 1} x sd / sqrt(k)
+    assert clean["ci"] == pytest.approx([-0.0015 - half, -0.0015 + half], abs=1e-8)
+    assert clean["outcome"] == "not resolved" and clean["verdict"].startswith("not resolved at this sample size")
+    # eps 0.1: standard robust on points 0..9 / 0..11, batchout on 5..44 / 5..43 (the fixture's flags)
+    pgd = rows[("batchout", "standard", "worst", 0.1)]
+    assert pgd["discordant"] == {"b": 35 + 32, "c": 5 + 5} and pgd["test_points"] == N_EX
+    assert pgd["diff"] == pytest.approx(0.79 - 0.22) and pgd["p"] == pytest.approx(_exact_p(67, 10), rel=1e-12)
+    assert pgd["ci"][0] < pgd["diff"] < pgd["ci"][1] and pgd["seeds_paired"] == 2
+    judged = [r for r in rows.values() if r["p"] is not None]
+    assert len(judged) == 4  # clean + 3 eps of batchout vs standard; adversarial is a single run
+    ranked = sorted(judged, key=lambda r: r["p"])  # Holm by hand: m = 4, running max of (4 - i) p_(i)
+    assert [r["p_holm"] for r in ranked] == pytest.approx(
+        list(itertools.accumulate((min(1, (4 - i) * r["p"]) for i, r in enumerate(ranked)), max)))
+    assert pgd["outcome"] == "higher" and pgd["verdict"] == "batchout higher"
 
 
 def test_single_run_cannot_be_judged(groups):
-    rows = [r for r in grouping.comparisons(groups, 2.0) if (r["a"], r["b"]) == ("batchout", "adversarial")]
+    rows = [r for r in compare.comparisons(groups, 0.05) if (r["a"], r["b"]) == ("batchout", "adversarial")]
     assert len(rows) == 1 + len(EPS)
-    assert all(r["larger_than_spread"] is None and r["pooled_std"] is None for r in rows)
-    assert all("single run" in r["verdict"] and "cannot be judged" in r["verdict"] for r in rows)
+    assert all(r["outcome"] == "not judged" and r["p"] is None and r["ci"] is None for r in rows)
+    assert all(r["verdict"].startswith("cannot be judged: single run (n=2 vs n=1)") for r in rows)
+    assert rows[1]["diff"] == pytest.approx(0.79 - 0.90)  # the difference of means is still shown
     # the adversarial model is flagged, so its robust (not its clean) differences are marked suspect
-    assert [r["verdict"].endswith("suspect (gradient masking)") for r in rows] == [False] + [True] * len(EPS)
-    assert grouping.compare(grouping.stat([0.9]), grouping.stat([0.1]), 2.0).real is None
+    assert [r["verdict"].endswith("suspect: gradient masking suspected in mnist-lenet-adversarial-s0")
+            for r in rows] == [False] + [True] * len(EPS)
+
+
+def test_markdown_starts_with_the_answer(groups):
+    rows = compare.comparisons(groups, 0.05)
+    p01 = next(r for r in rows if r["quantity"] == "worst" and r["eps"] == 0.1 and r["b"] == "standard")
+    text = render.to_markdown("T", tables.build_blocks("T", groups, 0.05, {}))
+    head, answer, rest = text.split("\n\n", 2)[0], text.split("\n\n")[1:3], text.split("\n\n", 3)[3]
+    assert head == "# T" and answer[0] == "## Answer: is BatchOut more robust?"
+    # eps 0.1: standard's worst case (22 %) is furthest from 0 and from its clean accuracy (99 %)
+    assert answer[1].startswith("mnist, at eps 0.1 (the budget where standard's worst-case accuracy is furthest")
+    lo, hi = p01["ci"]
+    assert (f"batchout vs standard (lenet) at eps 0.1: +57.00 points, 95 % CI [{100 * lo:+.2f}, {100 * hi:+.2f}], "
+            f"p = {p01['p_holm']:.3g} (Holm), under the worst case over fgsm, pgd; seeds 2, test points 50 per seed: "
+            "batchout higher.") in answer[1]
+    assert "batchout vs adversarial (lenet) at eps 0.1: -11.00 points (difference of seed means)" in answer[1]
+    assert "## Answer" not in rest and rest.startswith("## Summary")
 
 
 def test_markdown_has_masking_flag_and_paper_numbers(groups):
-    text = render.to_markdown("T", tables.build_blocks("T", groups, 2.0, {"mnist": "robustness_mnist.png"}))
+    text = render.to_markdown("T", tables.build_blocks("T", groups, 0.05, {"mnist": "robustness_mnist.png"}))
     assert ("mnist-lenet-adversarial-s0: suspected gradient masking; failed checks: "
             "large_eps_ok, monotone_ok") in text  # sorted: the metrics file is written with sorted keys
     assert "lenet adversarial ⚠ suspected gradient masking" in text
@@ -163,12 +227,14 @@ def test_group_labels_split_tuned_and_differing_configs():
 
 
 def test_curves_for_plot(groups):
-    curves = grouping.robustness_curves(groups)
+    curves = grouping.robustness_curves(groups)  # the worst case (here PGD is every run's minimum)
     std = curves["lenet standard"]
     assert std["eps"] == [0.0, *EPS]
     assert std["acc"] == pytest.approx([0.990, 0.22, 0.06, 0.03])
     assert std["std"][1] == pytest.approx(abs(0.20 - 0.24) / math.sqrt(2))
     assert curves["lenet adversarial"]["std"] == []  # a single run has no error bars
+    assert curves == grouping.robustness_curves(groups, "worst")
+    assert grouping.robustness_curves(groups, "fgsm")["lenet standard"]["acc"][1] == pytest.approx(0.53)
 
 
 @pytest.mark.slow  # ~15 s: creating a fresh MLflow SQLite store runs its schema migrations
@@ -195,6 +261,14 @@ def test_stage_writes_reports_and_mlflow_run(setup):
     run = client.get_run(doc["mlflow_run_id"])
     assert client.get_experiment(run.info.experiment_id).name == "reports" and run.info.run_name == "report"
     assert run.data.metrics["flagged_runs"] == 1 and run.data.metrics["mnist.lenet.batchout.pgd.eps_0.1000"] == 0.79
+    assert run.data.metrics["mnist.lenet.batchout.worst.eps_0.1000"] == 0.79
+    # batchout vs standard: 3 worst-case rows significant, clean not resolved; vs adversarial: 4 single-run rows
+    assert {k: run.data.metrics[f"comparisons_{k}"] for k in ("significant", "not_resolved", "not_judged", "suspect")} \
+        == {"significant": 3, "not_resolved": 1, "not_judged": 4, "suspect": 3}
+    assert summary["counts"]["significant"] == 3 and summary["headline_eps"] == {"mnist": 0.1}
+    assert summary["groups"][0]["robust"]["worst"]["eps_0.1000"]["pooled_wilson95"] == pytest.approx(_wilson(22, 100))
+    assert run.data.params["alpha"] == "0.05"
+    assert (out / "report.md").read_text().startswith("# Test report\n\n## Answer: is BatchOut more robust?\n\nmnist")
     assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} >= {"report/report.html",
                                                                                  "report/report.md"}
 
@@ -214,10 +288,14 @@ def test_cli_bad_params_exits_2(tmp_path: Path):
     from pipeline.cli import app
 
     bad = tmp_path / "params.yaml"
-    bad.write_text(yaml.safe_dump({"report": {"spread_factor": -1.0}}))
+    bad.write_text(yaml.safe_dump({"report": {"alpha": 1.5}}))
     result = CliRunner().invoke(app, ["report", "--params", str(bad)])
     assert result.exit_code == 2
-    assert "report.spread_factor" in result.output
+    assert "report.alpha" in result.output
+    # the old spread verdict is gone: its parameter is refused, not silently ignored
+    bad.write_text(yaml.safe_dump({"report": {"spread_factor": 2.0}}))
+    result = CliRunner().invoke(app, ["report", "--params", str(bad)])
+    assert result.exit_code == 2 and "report.spread_factor" in result.output
 
 
 def test_seed_results_beside_ours():
@@ -236,6 +314,7 @@ def test_seed_results_beside_ours():
     assert robust[2] == "robust at eps 5/255 (ours: PGD)" and robust[3:] == ("58.00", "64.00", "50.00 (single run)",
                                                                             "60.00 (single run)")
     assert other[0] == "cifar10" and other[5:] == ("–", "–")  # no cifar10 runs here
-    rows = grouping.comparisons(groups, 2.0)
-    assert [r["quantity"] for r in rows] == ["clean", "pgd", "pgd"]
-    assert all(r["larger_than_spread"] is None for r in rows)  # the seed-style single runs stay unjudged
+    rows = compare.comparisons(groups, 0.05)
+    assert [(r["quantity"], r["eps"]) for r in rows] == [("clean", None), ("worst", eps[0]), ("worst", eps[1])]
+    assert all(r["outcome"] == "not judged" for r in rows)  # the seed-style single runs stay unjudged
+    assert all(r["verdict"] == "cannot be judged: single run (n=1 vs n=1)" for r in rows)

@@ -172,6 +172,9 @@ class Checks(Strict):
     tolerance: float = Field(0.03, ge=0.0, le=1.0)  # accuracy slack (fraction) before a check fails
     large_eps_max_acc: float = Field(0.1, ge=0.0, le=1.0)  # accuracy allowed at the largest budget
     large_eps: dict[str, PixelFloat] = Field(default_factory=lambda: {"mnist": 0.5, "cifar10": 0.25, "cifar3": 0.25})
+    # Square's budget in the black-box check when the grid has no square of its own (queries per
+    # example; AutoAttack's 5000 where the profile can afford it).
+    square_queries: int = Field(1000, ge=1)
 
 
 class AttackParams(Strict):
@@ -203,8 +206,12 @@ class AttackParams(Strict):
 # ----------------------------------------------------------------------------- report
 class ReportParams(Strict):
     title: str = "BatchOut robustness study"
-    # A difference counts as real when it exceeds this many pooled standard deviations (seeds).
-    spread_factor: float = Field(2.0, gt=0.0)
+    # Family-wise error rate of the report's comparisons (Holm over all of them): a difference is
+    # called "higher"/"lower" only when its Holm-adjusted p is at most alpha.
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    # The eps the report's answer quotes, per data set; a data set left out gets the eps where the
+    # baseline's worst-case accuracy is furthest from 0 and from its clean accuracy.
+    headline_eps: dict[str, PixelFloat] = Field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- tune

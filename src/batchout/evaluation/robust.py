@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from batchout.attacks import create_attack, frozen
+from batchout.attacks.autoattack import AutoAttack
 from batchout.attacks.base import check_eps, fp32_region
 from batchout.errors import BatchoutError
 
@@ -68,7 +69,10 @@ def _robust_flags(
         xb = x[i : i + batch_size].to(device, non_blocking=True)
         yb = y[i : i + batch_size].to(device, non_blocking=True)
         x_adv = attack(xb, yb, eps)
-        with torch.inference_mode(), fp32_region(device):
+        # Scored in eval mode like the attack ran: a model left in train mode by its caller (the
+        # tune stage's freshly trained trial) would otherwise be judged with BatchOut, dropout and
+        # batch statistics active, i.e. a different model than the one attacked.
+        with torch.inference_mode(), frozen(model), fp32_region(device):
             flags.append(model(x_adv).argmax(1) == yb)
     return torch.cat(flags).cpu()  # one device sync per (attack, eps), none per batch
 
@@ -112,10 +116,12 @@ def robust_grid(
     budgets, so monotonicity stays a real check). The model is moved to ``device``.
 
     Returns ``n``, ``clean_acc``, ``eps``, ``attacks`` (name -> settings), ``worst_acc`` (per eps:
-    an example counts only if it survives every attack, AutoAttack style), ``cumulative_acc``
+    an example counts only if it survives every attack, AutoAttack style), ``worst_flags`` (per
+    eps: that per example, as a string of 0/1 in input order, for paired tests), ``cumulative_acc``
     (name -> per eps: survivors of this attack and all earlier ones, in the given order),
     ``seconds`` (name -> attack time) and, unless ``cascade``, ``robust_acc`` (name -> per eps:
-    each attack alone). ``cascade=True`` runs each attack only on the examples still robust to
+    each attack alone). An ``autoattack`` entry also gives ``breakdown`` (name -> member -> per eps:
+    accuracy after that member of the cascade). ``cascade=True`` runs each attack only on the examples still robust to
     the earlier ones (faster; per-attack accuracies are then not measured and left out).
     """
     device = torch.device(device)
@@ -131,26 +137,47 @@ def robust_grid(
     cumulative: dict[str, list[float]] = {name: [] for name in attackers}
     seconds = dict.fromkeys(attackers, 0.0)
     worst: list[float] = []
+    worst_flags: list[str] = []
+    breakdown = {name: {m: [] for m in a.members} for name, a in attackers.items() if isinstance(a, AutoAttack)}
     for e in eps:
         alive = correct.clone()  # per example: robust to every attack so far at this eps
         for name, attack in attackers.items():
             start = time.perf_counter()
-            flags = _attack_pool(model, attack, xf, y, alive if cascade else correct, e, batch_size, device)
+            pool = alive if cascade else correct
+            if name in breakdown:  # members one by one, to record which of them broke which points
+                flags = _ensemble(model, attack, xf, y, pool, e, batch_size, device, breakdown[name], n)
+            else:
+                flags = _attack_pool(model, attack, xf, y, pool, e, batch_size, device)
             seconds[name] += time.perf_counter() - start
             robust[name].append(_mean(flags, n))
             alive &= flags
             cumulative[name].append(_mean(alive, n))
         worst.append(_mean(alive, n))
+        worst_flags.append("".join("1" if f else "0" for f in alive.tolist()))
     result: dict[str, Any] = {
         "n": n,
         "clean_acc": _mean(correct, n),
         "eps": eps,
         "attacks": {name: dict(settings) for name, settings in attacks.items()},
         "worst_acc": worst,
+        "worst_flags": worst_flags,
         "cumulative_acc": cumulative,
         "seconds": {name: round(s, 3) for name, s in seconds.items()},
         "mode": "cascade" if cascade else "independent",
     }
     if not cascade:
         result["robust_acc"] = robust
+    if breakdown:
+        result["breakdown"] = breakdown
     return result
+
+
+def _ensemble(model: nn.Module, ensemble: AutoAttack, x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, eps: float,
+              batch_size: int, device: torch.device, record: dict[str, list[float]], n: int) -> torch.Tensor:
+    """Run the ensemble's members in order, each on the points still robust; ``record[member]`` gets
+    the accuracy after that member (the last one is the ensemble's)."""
+    alive = pool.clone()
+    for member, attack in ensemble.members.items():
+        alive = _attack_pool(model, attack, x, y, alive, eps, batch_size, device)
+        record[member].append(_mean(alive, n))
+    return alive

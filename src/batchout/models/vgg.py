@@ -7,8 +7,10 @@ one FC (the usual CIFAR classifier: at 32x32 the last block is already 1x1). Poo
 ``ceil_mode`` so smaller inputs (MNIST's 28x28) also reach 1x1 instead of 0x0. ``width_mult``
 scales every conv's channel count (0.25 gives a quick 16..128-channel variant).
 
-BatchOut sites: ``conv1``..``conv16`` after each conv's BN (pre-ReLU) and ``features``, the
-pooled input of the FC (the default placement).
+BatchOut sites: ``conv1``..``conv16`` after each conv's BN (pre-ReLU): the default placement, the
+paper's (after every conv/FC pre-activation; the only FC here is the classifier, whose
+pre-activation is the logits); and ``features``, the pooled input of the FC, where the final-layer
+variant (``batchout_final``) mixes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ CFG_E: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, 
 
 
 class VGG19(SiteNet):
-    default_batchout_sites = ("features",)
+    default_batchout_sites = tuple(f"conv{i}" for i in range(1, 17))  # every conv pre-activation
     final_site = "features"
 
     def __init__(self, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float],

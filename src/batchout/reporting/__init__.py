@@ -3,7 +3,7 @@ project's numbers to compare with (``reference``), the tables and sections (``ta
 self-contained HTML (``render``), and every figure (``plots``, matplotlib, files only).
 
 Usage: ``groups = batchout.reporting.groups.make_groups(records)``;
-``render.to_html(title, tables.build_blocks(title, groups, 2.0, figures), images)``
+``render.to_html(title, tables.build_blocks(title, groups, alpha, figures), images)``
 
 Nothing is imported here, so the train and attack stages can draw with ``plots`` without depending
 on the report's tables. Reads metrics dicts, never tensors or files: must not import models,

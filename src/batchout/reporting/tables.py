@@ -1,30 +1,21 @@
 """The report's layout: tables and sections as blocks that render to Markdown or HTML.
 
-Usage: ``blocks = build_blocks(title, groups, factor, figures)``; then ``batchout.reporting.render``'s
+Usage: ``blocks = build_blocks(title, groups, alpha, figures)``; then ``batchout.reporting.render``'s
 ``to_markdown(title, blocks)`` or ``to_html(title, blocks, images)``
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from batchout.reporting.groups import EPS_TOL, MAIN_ATTACK, TABLE_ATTACKS, Group, Stat, comparisons, eps_of, merge_eps
+from batchout.io import eps_key
+from batchout.reporting import answer
+from batchout.reporting.compare import comparisons, headline_eps
+from batchout.reporting.fmt import ci_points, eps_label, fmt_p, pct, pct_ci, points
+from batchout.reporting.groups import EPS_TOL, Group, attacks_of, eps_of, merge_eps, stat
 from batchout.reporting.reference import PAPER, PAPER_CITATION, PAPER_METHODS, SEED_RESULTS
 from batchout.reporting.render import Block
-
-
-def pct(s: Stat | None) -> str:
-    if s is None:
-        return "–"
-    if s.n == 1:
-        return f"{100 * s.mean:.2f} (single run)"
-    return f"{100 * s.mean:.2f} ± {100 * s.std:.2f} (n={s.n})"
-
-
-def eps_label(eps: float) -> str:
-    k = round(eps * 255)
-    return f"{k}/255" if 0 < k <= 16 and abs(eps * 255 - k) < 1e-4 else f"{eps:g}"
 
 
 def _group_title(g: Group) -> str:
@@ -34,7 +25,8 @@ def _group_title(g: Group) -> str:
 def accuracy_table(groups: Sequence[Group], attack: str) -> Block:
     eps = eps_of(groups)
     header = ("model / method", "clean (test set)", *(f"eps {eps_label(e)}" for e in eps))
-    rows = [(_group_title(g), pct(g.clean()), *(pct(g.robust(attack, e)) for e in eps)) for g in groups]
+    rows = [(_group_title(g), pct(g.clean()), *(pct_ci(g.robust(attack, e), g.pooled_ci(attack, e)) for e in eps))
+            for g in groups]
     return Block("table", items=(header, *rows))
 
 
@@ -79,10 +71,64 @@ def seed_table(groups: Sequence[Group]) -> Block:
 
 
 def comparison_table(rows: Sequence[dict[str, Any]]) -> Block:
-    header = ("model", "A", "B", "quantity", "A - B (pp)", "verdict")
-    body = [(r["model"], r["a"], r["b"], "clean" if r["eps"] is None else f"{r['quantity']} eps {eps_label(r['eps'])}",
-             f"{100 * r['diff']:+.2f}", r["verdict"]) for r in rows]
+    header = ("model", "A", "B", "quantity", "A - B (pp)", "95 % CI (pp)", "p", "p (Holm)", "seeds paired",
+              "test points", "verdict")
+    body = []
+    for r in rows:
+        ci = "–" if r["ci"] is None else ci_points(r["ci"])
+        pts = "test split" if r["eps"] is None else (r["test_points"] or "–")
+        paired = f"{r['seeds_paired']}" + (f" ({r['seeds_unmatched']} unmatched)" if r["seeds_unmatched"] else "")
+        quantity = "clean" if r["eps"] is None else f"worst case eps {eps_label(r['eps'])}"
+        body.append((r["model"], r["a"], r["b"], quantity,
+                     "–" if r["diff"] is None else points(r["diff"], unit=""), ci, fmt_p(r["p"]), fmt_p(r["p_holm"]),
+                     paired, pts, r["verdict"]))
     return Block("table", items=(header, *body))
+
+
+def convergence_table(groups: Sequence[Group]) -> Block | None:
+    """Each run's PGD accuracy against steps and restarts at its informative eps (``checks.convergence``)."""
+    runs = [r for g in groups for r in g.runs if r.attack.get("checks", {}).get("convergence")]
+    if not runs:
+        return None
+    first = runs[0].attack["checks"]["convergence"]
+    configs = list(zip(first["restarts"], first["steps"], strict=True))
+    header = ("run", "eps", "checks subset",
+              *(f"{s} steps" + (f" x {k} restarts" if k > 1 else "") for k, s in configs))
+    rows = []
+    for r in runs:
+        conv = r.attack["checks"]["convergence"]
+        acc = dict(zip(zip(conv["restarts"], conv["steps"], strict=True), conv["acc"], strict=True))
+        subset = r.attack["checks"].get("subset")
+        rows.append((r.name, eps_label(conv["eps"]), "?" if subset is None else f"{subset:.0f}",
+                     *(f"{100 * acc[c]:.2f}" if c in acc else "–" for c in configs)))
+    return Block("table", items=(header, *rows))
+
+
+def breakdown_tables(groups: Sequence[Group], eps: float) -> list[Block]:
+    """Per ensemble (autoattack): accuracy after each member at ``eps``, mean ± std over seeds."""
+    blocks = []
+    names = dict.fromkeys(n for g in groups for r in g.runs for n in r.attack.get("breakdown", {}))
+    for name in names:
+        cells: dict[str, dict[str, Any]] = {}
+        for g in groups:
+            parts = [r.attack.get("breakdown", {}).get(name, {}) for r in g.runs]
+            members = dict.fromkeys(m for p in parts for m in p)
+            vals = {m: [p[m][eps_key(eps)] for p in parts if eps_key(eps) in p.get(m, {})] for m in members}
+            cells[g.title] = {m: stat(v) for m, v in vals.items() if len(v) == len(parts)}
+        means: dict[str, list[float]] = {}
+        for c in cells.values():
+            for m, s in c.items():
+                means.setdefault(m, []).append(s.mean)
+        # Metrics files sort keys; the cascade's accuracy only falls member by member, so the
+        # falling order of the accuracies recovers the order the members ran in.
+        order = sorted(means, key=lambda m: -sum(means[m]) / len(means[m]))
+        if not order:
+            continue
+        header = ("model / method", *(f"after {m}" for m in order))
+        rows = [(t, *(pct(c.get(m)) for m in order)) for t, c in cells.items() if c]
+        blocks += [Block("h3", f"{name}: accuracy after each member, eps {eps_label(eps)}"),
+                   Block("table", items=(header, *rows))]
+    return blocks
 
 
 def masking_items(groups: Sequence[Group]) -> tuple[str, ...]:
@@ -96,21 +142,33 @@ def masking_items(groups: Sequence[Group]) -> tuple[str, ...]:
     return tuple(items)
 
 
-def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dict[str, Any]],
-                   figure: str | None) -> list[Block]:
+def _robust_blocks(dataset: str, groups: Sequence[Group], figure: str | None) -> list[Block]:
     n_ex = sorted({r.attack.get("n_examples") for g in groups for r in g.runs} - {None})
-    blocks = [Block("h2", f"Data set: {dataset}"),
-              Block("p", f"Accuracy in %, mean ± sample std over seeds (n = seeds). Clean accuracy is on the "
-                         f"whole test split; robust accuracy on {', '.join(map(str, n_ex)) or '?'} attacked "
-                         "test examples per model, L-inf budgets in [0,1] pixel units.")]
-    for attack in TABLE_ATTACKS:
+    blocks = [Block("p", f"Accuracy in %, mean ± sample std over seeds (n = seeds); in brackets the 95 % Wilson "
+                         "interval of the accuracy pooled over the seeds' attacked points (test-point sampling "
+                         "error only). Clean accuracy is on the whole test split; robust accuracy on "
+                         f"{', '.join(map(str, n_ex)) or '?'} attacked test examples per model, L-inf budgets in "
+                         "[0,1] pixel units.")]
+    for attack in attacks_of(groups):
         if any(g.robust(attack, e) for g in groups for e in eps_of([g])):
             name = "worst case over all attacks (per example)" if attack == "worst" else attack.upper()
             blocks += [Block("h3", f"Robust accuracy: {name}"), accuracy_table(groups, attack)]
     if figure:
-        blocks.append(Block("img", f"{MAIN_ATTACK.upper()} robust accuracy vs eps, {dataset}", (figure,)))
+        blocks.append(Block("img", f"Worst-case robust accuracy vs eps, {dataset}", (figure,)))
+    return blocks
+
+
+def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dict[str, Any]],
+                   figure: str | None, headline: float | None) -> list[Block]:
+    blocks = [Block("h2", f"Data set: {dataset}"), *_robust_blocks(dataset, groups, figure)]
     if cmp_rows:
-        blocks += [Block("h3", "Is the difference larger than the seed-to-seed spread?"), comparison_table(cmp_rows)]
+        blocks += [Block("h3", "Paired comparisons (Holm-corrected over the whole report)"), comparison_table(cmp_rows)]
+    conv = convergence_table(groups)
+    if conv is not None:
+        blocks += [Block("h3", "Convergence: PGD accuracy (%) vs steps and restarts at each model's informative eps"),
+                   conv]
+    if headline is not None:
+        blocks += breakdown_tables(groups, headline)
     paper = paper_table(dataset, groups)
     if paper is not None:
         blocks += [Block("h3", f"Beside the paper (FGSM accuracy; {PAPER_CITATION}; values digitized from its "
@@ -118,19 +176,21 @@ def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dic
     return blocks
 
 
-def build_blocks(title: str, groups: Sequence[Group], factor: float, figures: dict[str, str]) -> list[Block]:
-    """The whole report; ``figures[dataset]`` is the file name of that data set's plot."""
-    cmp_rows = comparisons(groups, factor)
-    flagged = masking_items(groups)
-    blocks = [Block("h2", "Summary"),
-              Block("p", f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups. A difference between "
-                         f"two methods counts as real when |difference of means| > {factor:g} x the pooled sample "
-                         "std over seeds; with a single run on either side it cannot be judged."),
-              Block("h3", "Gradient-masking checks"),
-              Block("list", items=flagged or ("no model is suspected of gradient masking",))]
+def build_blocks(title: str, groups: Sequence[Group], alpha: float, figures: dict[str, str],
+                 headline_override: Mapping[str, float] | None = None) -> list[Block]:
+    """The whole report, the answer first; ``figures[dataset]`` is the file name of that data set's plot."""
+    cmp_rows = comparisons(groups, alpha)
+    headline = headline_eps(groups, headline_override or {})
+    blocks = answer.answer_blocks(groups, cmp_rows, headline, headline_override or {})
+    blocks += [Block("h2", "Summary"),
+               Block("p", f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups. "
+                          + answer.method_note(alpha)),
+               Block("h3", "Gradient-masking checks"),
+               Block("list", items=masking_items(groups) or ("no model is suspected of gradient masking",))]
     for ds in dict.fromkeys(g.dataset for g in groups):
         mine = [g for g in groups if g.dataset == ds]
-        blocks += dataset_blocks(ds, mine, [r for r in cmp_rows if r["dataset"] == ds], figures.get(ds))
+        blocks += dataset_blocks(ds, mine, [r for r in cmp_rows if r["dataset"] == ds], figures.get(ds),
+                                 headline.get(ds))
     if any(g.dataset == s[0] for g in groups for s in SEED_RESULTS):
         blocks += [Block("h2", "The seed project's single runs, for reference"),
                    Block("p", "Single runs, so their differences cannot be judged against seed spread."),

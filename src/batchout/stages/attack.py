@@ -10,6 +10,7 @@ of another run (name, data set, architecture, method, seed, input shape). Writes
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from pathlib import Path
@@ -27,14 +28,15 @@ from batchout.evaluation.robust import robust_grid
 from batchout.io import eps_key, read_metrics, write_csv, write_json
 from batchout.paths import Paths
 from batchout.reporting.plots import plot_robustness
+from batchout.reporting.stats import wilson
 from batchout.training.checkpoint import check_model_fits, load_model
 
 
-def attack_subset(paths: Paths, dataset: str, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def attack_subset(paths: Paths, dataset: str, size: int | None, seed: int) -> tuple[torch.Tensor, ...]:
     """A fixed, seeded subset of the test split: every model of a data set sees the same images."""
     x, y = load_split(paths.prepared(dataset), "test")
     idx = seeded_subset(len(y), size, seed)
-    return x[idx], y[idx]
+    return x[idx], y[idx], idx
 
 
 def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
@@ -53,23 +55,40 @@ def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
                      dataset=spec.dataset, model=spec.model, method=spec.method, seed=spec.seed)
     tracking.configure(tracking.repo_root(paths.root))  # after the inputs are known good; fails fast on a dead server
     model.to(device)
-    x, y = attack_subset(paths, spec.dataset, a.subset, a.seed)
+    x, y, idx = attack_subset(paths, spec.dataset, a.subset, a.seed)
     torch.manual_seed(a.seed)  # random starts and Square's proposals are reproducible
     started = time.perf_counter()
     grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device)
     large = a.checks.large_eps.get(spec.dataset, 2 * max(eps))
     checks = sanity_checks(model, x, y, grid, a.checks, large, a.batch_size, device)
-    result = {
-        "run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method,
-        "seed": spec.seed, "n_examples": len(y), "clean_acc": grid["clean_acc"], "eps": eps,
-        "robust_acc": {atk: {eps_key(e): acc for e, acc in zip(eps, accs, strict=True)}
-                       for atk, accs in {**grid["robust_acc"], "worst": grid["worst_acc"]}.items()},
-        "checks": checks, "seconds": round(time.perf_counter() - started, 2),
-    }
+    result = {"run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method, "seed": spec.seed,
+              "n_examples": len(y), "examples_sha256": _sha(idx), "clean_acc": grid["clean_acc"], "eps": eps,
+              **_robust(grid, eps, len(y)),
+              "checks": checks, "seconds": round(time.perf_counter() - started, 2)}
     write_json(paths.attack_metrics(name), result)
     write_csv(paths.attack_curve(name), _curve_rows(result))
     _log(paths, name, result)
     return result
+
+
+def _robust(grid: dict[str, Any], eps: list[float], n: int) -> dict[str, Any]:
+    """The grid's accuracies keyed by eps: per attack (``worst``: the per-example worst case over all
+    of them), their 95 % Wilson intervals over the n attacked test examples, and the ensemble's
+    per-member breakdown."""
+    def per_eps(accs: list[float]) -> dict[str, float]:
+        return {eps_key(e): acc for e, acc in zip(eps, accs, strict=True)}
+
+    robust = {atk: per_eps(accs) for atk, accs in {**grid["robust_acc"], "worst": grid["worst_acc"]}.items()}
+    ci = {atk: {k: list(wilson(acc * n, n)) for k, acc in accs.items()} for atk, accs in robust.items()}
+    flags = {"worst": per_eps(grid["worst_flags"])}  # per example, the same test points for every model
+    return {"robust_acc": robust, "robust_ci": ci, "robust_flags": flags,
+            "breakdown": {atk: {m: per_eps(accs) for m, accs in parts.items()}
+                          for atk, parts in grid.get("breakdown", {}).items()}}
+
+
+def _sha(idx: torch.Tensor) -> str:
+    """Identity of the attacked test examples: paired comparisons need the same points on both sides."""
+    return hashlib.sha256(",".join(map(str, idx.tolist())).encode()).hexdigest()
 
 
 def _curve_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,10 +101,18 @@ def _curve_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """``robust_acc.<attack>.eps_<eps>`` (``worst``: per-example worst case over every attack), its
+    interval ``robust_ci_low/high.<attack>.eps_<eps>``, and ``breakdown.autoattack.<member>.eps_<eps>``."""
     out = {"robust_clean_acc": result["clean_acc"]}
     for atk, accs in result["robust_acc"].items():
         for e in result["eps"]:
             out[tracking.metric_key("robust_acc", atk, eps=e)] = accs[eps_key(e)]
+            lo, hi = result["robust_ci"][atk][eps_key(e)]
+            out[tracking.metric_key("robust_ci_low", atk, eps=e)] = lo
+            out[tracking.metric_key("robust_ci_high", atk, eps=e)] = hi
+    for atk, parts in result["breakdown"].items():
+        for member, accs in parts.items():
+            out.update({tracking.metric_key("breakdown", atk, member, eps=e): accs[eps_key(e)] for e in result["eps"]})
     return out
 
 

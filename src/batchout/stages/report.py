@@ -9,6 +9,7 @@ file, an unreachable tracking server) leaves the previous reports untouched.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from batchout.config import Params
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir, read_metrics, write_json, write_text
 from batchout.paths import Paths
+from batchout.reporting import compare, render, tables
 from batchout.reporting import groups as grouping
-from batchout.reporting import render, tables
 from batchout.reporting.plots import plot_robustness
 
 EXPERIMENT = "reports"
@@ -37,45 +38,51 @@ def load_records(params: Params, paths: Paths) -> list[grouping.RunRecord]:
         suffix = "_tuned" if name in params.train.tuned_runs else ""
         train = read_metrics(paths.train_metrics(name), f"train{suffix}@{name}", ("test_acc",))
         attack = read_metrics(paths.attack_metrics(name), f"attack{suffix}@{name}", ("clean_acc", "eps", "robust_acc"))
-        records.append(grouping.RunRecord(name, spec.dataset, spec.model, spec.method, labels[name], train, attack))
+        records.append(grouping.RunRecord(name, spec.dataset, spec.model, spec.method, labels[name], train, attack,
+                                          seed=spec.seed))
     return records
 
 
 def _figures(groups: list[grouping.Group], out: Path) -> dict[str, str]:
-    """One PNG per data set: main-attack accuracy vs eps, one line per group; returns file names."""
+    """One PNG per data set: worst-case accuracy vs eps, one line per group; returns file names."""
     names = {}
     for ds in dict.fromkeys(g.dataset for g in groups):
         curves = grouping.robustness_curves([g for g in groups if g.dataset == ds])
         if any(len(c["eps"]) > 1 for c in curves.values()):
             names[ds] = f"robustness_{ds}.png"
-            plot_robustness(curves, out / names[ds], title=f"{ds}: {grouping.MAIN_ATTACK.upper()} robust accuracy")
+            plot_robustness(curves, out / names[ds], title=f"{ds}: worst-case robust accuracy (all attacks)")
     return names
 
 
+def _slug(text: str) -> str:
+    """MLflow metric names allow letters, digits and _ - . / space only."""
+    return re.sub(r"[^\w\-./ ]", "_", text)
+
+
 def _metrics(doc: dict[str, Any]) -> dict[str, float]:
-    """A few numbers for the MLflow run: counts, and each group's clean and main-attack accuracy."""
-    cmp = doc["comparisons"]
+    """A few numbers for the MLflow run: counts of verdicts, and each group's clean and robust accuracy."""
+    counts = doc["counts"]
     out = {"runs": float(sum(len(g["runs"]) for g in doc["groups"])), "groups": float(len(doc["groups"])),
            "flagged_runs": float(sum(len(g["suspected_gradient_masking"]) for g in doc["groups"])),
-           "differences_larger_than_spread": float(sum(c["larger_than_spread"] is True for c in cmp)),
-           "differences_not_judged": float(sum(c["larger_than_spread"] is None for c in cmp))}
+           **{f"comparisons_{k}": float(v) for k, v in counts.items()}}
     for g in doc["groups"]:
-        slug = re.sub(r"[^\w\-./ ]", "_", f"{g['dataset']}.{g['model']}.{g['label']}")
+        slug = _slug(f"{g['dataset']}.{g['model']}.{g['label']}")
         out[f"{slug}.clean"] = g["clean"]["mean"]
-        for eps, s in g["robust"].get(grouping.MAIN_ATTACK, {}).items():
-            if s is not None:
-                out[f"{slug}.{grouping.MAIN_ATTACK}.{eps}"] = s["mean"]
+        for attack, per_eps in g["robust"].items():
+            for eps, s in per_eps.items():
+                if s is not None:
+                    out[f"{slug}.{_slug(attack)}.{eps}"] = s["mean"]
     return out
 
 
 def _write(groups: list[grouping.Group], params: Params, out: Path) -> dict[str, Any]:
-    factor, title = params.report.spread_factor, params.report.title
+    alpha, title, override = params.report.alpha, params.report.title, params.report.headline_eps
     figures = _figures(groups, out)
-    blocks = tables.build_blocks(title, groups, factor, figures)
+    blocks = tables.build_blocks(title, groups, alpha, figures, override)
     images = {name: (out / name).read_bytes() for name in figures.values()}
     write_text(out / "report.md", render.to_markdown(title, blocks))
     write_text(out / "report.html", render.to_html(title, blocks, images))
-    return {"title": title, **grouping.summary(groups, factor)}
+    return {"title": title, **compare.summary(groups, alpha, compare.headline_eps(groups, override))}
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
@@ -86,7 +93,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         doc = _write(groups, params, tmp)
         doc["mlflow_run_id"] = log.run_id
         write_json(tmp / "summary.json", doc)
-        log.log_params({"title": params.report.title, "spread_factor": params.report.spread_factor,
+        log.log_params({"title": params.report.title, "alpha": params.report.alpha,
+                        "headline_eps": json.dumps(doc["headline_eps"], sort_keys=True),
                         "runs": ",".join(params.train.all_runs())})
         log.log_metrics(_metrics(doc))
         for path in sorted(tmp.iterdir()):

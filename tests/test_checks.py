@@ -1,0 +1,127 @@
+"""Every gradient-masking check can fail: a model or attack setting built to fail each one, beside
+the honest tiny model that passes them all (test_evaluate.py). Also: evaluation runs in eval mode.
+
+Usage: ``.venv/bin/pytest tests/test_checks.py -q``
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import train_tiny
+from torch import nn
+
+from batchout.config import Checks
+from batchout.evaluation.checks import informative_eps, sanity_checks
+from batchout.evaluation.robust import robust_grid
+
+CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1, square_queries=200)
+EPS = [0.05, 0.15, 0.25]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    return train_tiny()
+
+
+class ZeroGradient(nn.Module):
+    """The inner model's predictions, but no input gradient: gradient attacks cannot move."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.detach())
+
+
+class RightOnlyWhenFarOrClean(nn.Module):
+    """Correct on clean images and on images perturbed by more than ``far`` (L-inf, pixels), wrong
+    in between, with no usable gradient: accuracy under PGD *rises* with eps, which no honest model
+    does (the monotone check must fail)."""
+
+    def __init__(self, inner: nn.Module, clean: torch.Tensor, far: float) -> None:
+        super().__init__()
+        self.inner, self.clean, self.far = inner, clean.flatten(1), far
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x.detach())
+        dist = torch.cdist(x.detach().flatten(1), self.clean, p=float("inf")).min(dim=1).values
+        wrong = (dist > 1e-6) & (dist <= self.far)
+        return torch.where(wrong[:, None], logits.roll(1, dims=1), logits)
+
+
+def _checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict) -> dict:
+    torch.manual_seed(0)
+    grid = robust_grid(model, x, y, attacks, EPS, batch_size=64, device="cpu")
+    return sanity_checks(model, x, y, grid, CHECKS, large_eps=0.5, batch_size=64, device="cpu")
+
+
+def _failed(out: dict) -> set[str]:
+    return {k for k, v in out.items() if k.endswith("_ok") and v is False}
+
+
+def test_honest_model_passes(tiny):
+    out = _checks(*tiny, {"fgsm": {}, "pgd": {}})
+    assert _failed(out) == set() and not out["suspected_gradient_masking"], out
+
+
+def test_monotone_fails_when_accuracy_rises_with_eps(tiny):
+    model = RightOnlyWhenFarOrClean(tiny[0], tiny[1], far=0.2)
+    out = _checks(model, tiny[1], tiny[2], {"fgsm": {}, "pgd": {}})
+    assert not out["monotone_ok"] and out["monotone_max_rise"] > 0.5 and out["suspected_gradient_masking"]
+
+
+def test_more_iterations_fails_when_pgd_has_not_converged(tiny):
+    """One PGD step of 0.002 is far from converged: 40 steps x 2 restarts lower accuracy a lot."""
+    weak = {"steps": 1, "step_size": 0.002, "random_start": False}
+    out = _checks(*tiny, {"fgsm": {}, "pgd": weak})
+    assert not out["more_iterations_ok"] and out["more_iterations_drop"] > 0.2, out
+    assert out["convergence"]["acc"][-1] < out["convergence"]["acc"][0] + 1e-9
+
+
+def test_pgd_vs_fgsm_fails_when_fgsm_is_stronger_by_construction(tiny):
+    weak = {"steps": 1, "step_size": 0.002, "random_start": False}
+    out = _checks(*tiny, {"fgsm": {}, "pgd": weak})
+    assert not out["pgd_vs_fgsm_ok"] and out["pgd_minus_fgsm_max"] > 0.2
+
+
+def test_square_and_large_eps_fail_on_useless_gradients_without_square_in_the_grid(tiny):
+    out = _checks(ZeroGradient(tiny[0]), tiny[1], tiny[2], {"fgsm": {}, "pgd": {}})
+    assert not out["stronger_attack_ok"] and out["square_minus_pgd"] < -0.3, out
+    assert not out["large_eps_ok"]
+
+
+def test_informative_eps_is_furthest_from_zero_and_clean():
+    curve = {0.1: 0.85, 0.2: 0.5, 0.3: 0.1, 0.4: 0.0}
+    assert informative_eps([0.1, 0.2, 0.3, 0.4], curve, clean=0.9) == 0.2
+    assert informative_eps([0.3, 0.4], curve, clean=0.9) == 0.3
+
+
+class TrainModeLies(nn.Module):
+    """Right in eval mode, always class 0 in train mode (like dropout or BatchOut gone wild)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x)
+        if self.training:
+            return torch.zeros_like(logits).index_fill_(1, torch.tensor([0]), 10.0)
+        return logits
+
+
+def test_robust_grid_scores_in_eval_mode_and_restores_the_callers_mode(tiny):
+    """The tune stage scored freshly trained models left in train mode: adversarial points must be
+    scored by the model that was attacked (eval mode), and the caller's mode must come back."""
+    model = TrainModeLies(tiny[0])
+    torch.manual_seed(0)
+    reference = robust_grid(model.eval(), tiny[1], tiny[2], {"pgd": {}}, EPS, batch_size=64, device="cpu")
+    model.train()
+    torch.manual_seed(0)
+    got = robust_grid(model, tiny[1], tiny[2], {"pgd": {}}, EPS, batch_size=64, device="cpu")
+    assert got["robust_acc"] == reference["robust_acc"] and got["clean_acc"] == reference["clean_acc"]
+    assert model.training

@@ -1,0 +1,135 @@
+"""Paired, Holm-corrected comparisons and the report sections built on them, on tiny hand-made runs.
+
+Usage: ``.venv/bin/pytest tests/test_report_compare.py``
+
+Each run is a RunRecord with per-example worst-case flags written out by hand, so every discordant
+count below can be read off the ranges of robust test points.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+
+from batchout.io import eps_key
+from batchout.reporting import answer, compare, render, tables
+from batchout.reporting.groups import RunRecord, make_groups
+
+Z975, Z80 = 1.959963984540054, 0.8416212335729143  # standard normal quantiles (tables)
+
+
+def _flags(robust: range, n: int) -> str:
+    return "".join("1" if i in robust else "0" for i in range(n))
+
+
+def rec(method: str, seed: int, flags: dict[float, str], test_acc: float, *, sha: str = "pts",
+        dataset: str = "mnist", breakdown: dict | None = None) -> RunRecord:
+    n = len(next(iter(flags.values())))
+    acc = {eps_key(e): f.count("1") / n for e, f in flags.items()}
+    attack = {"eps": sorted(flags), "n_examples": n, "examples_sha256": sha, "clean_acc": 0.9, "seed": seed,
+              "robust_acc": {"worst": acc, "pgd": acc},
+              "robust_flags": {"worst": {eps_key(e): f for e, f in flags.items()}},
+              "breakdown": breakdown or {}, "checks": {}}
+    return RunRecord(f"{dataset}-lenet-{method}-s{seed}", dataset, "lenet", method, method, {"test_acc": test_acc},
+                     attack, seed=seed)
+
+
+def _exact_p(b: int, c: int) -> float:
+    n = b + c
+    return float(min(Fraction(1), 2 * Fraction(sum(math.comb(n, i) for i in range(min(b, c) + 1)), 2**n)))
+
+
+def _robust(rows: list[dict]) -> dict:
+    return next(r for r in rows if r["quantity"] == "worst")
+
+
+def test_stratified_pooling_of_seed_pairs():
+    # seed 0: A robust on 0..29, B on 20..39 -> b = 20, c = 10; seed 1: A on 0..9, B on 5..29 -> b = 5, c = 20
+    spans = {("batchout", 0): range(30), ("standard", 0): range(20, 40), ("batchout", 1): range(10),
+             ("standard", 1): range(5, 30)}
+    runs = [rec(m, s, {0.1: _flags(span, 50)}, 0.97 + 0.01 * s) for (m, s), span in spans.items()]
+    row = _robust(compare.comparisons(make_groups(runs), 0.05))
+    assert row["discordant"] == {"b": 25, "c": 30}  # pooled over the two strata, not averaged
+    assert row["p"] == pytest.approx(_exact_p(25, 30), rel=1e-12)
+    assert row["diff"] == pytest.approx(((20 - 10) / 50 + (5 - 20) / 50) / 2)  # mean of the per-seed differences
+    # pooled table: a = 10 + 5, b = 25, c = 30, d = 10 + 20 -> p1 = 40/100, p2 = 45/100
+    assert row["ci"][0] < -0.05 < row["ci"][1] and row["seeds_paired"] == 2 and row["test_points"] == 50
+
+
+def test_significant_both_ways_and_holm_over_data_sets():
+    # mnist: batchout robust on 0..59, standard on 0..39 (b = 20 per seed); cifar10: the other way round
+    def pair(ds: str, more: str) -> list[RunRecord]:
+        wide, narrow = _flags(range(60), 100), _flags(range(40), 100)
+        return [rec(m, s, {0.1: wide if m == more else narrow}, 0.9 + 0.01 * s, dataset=ds)
+                for m in ("standard", "batchout") for s in (0, 1)]
+
+    rows = compare.comparisons(make_groups(pair("mnist", "batchout") + pair("cifar10", "standard")), 0.05)
+    up, down = (_robust([r for r in rows if r["dataset"] == ds]) for ds in ("mnist", "cifar10"))
+    assert up["discordant"] == {"b": 40, "c": 0} and up["p"] == pytest.approx(2 / 2**40)
+    assert up["verdict"] == "batchout higher" and down["verdict"] == "batchout lower"
+    assert down["diff"] == pytest.approx(-0.2) and up["outcome"] == "higher" and down["outcome"] == "lower"
+    # Holm spans both data sets: two tied smallest p-values of 4 judged rows -> 4 p and then 3 p -> both 4 p
+    judged = [r for r in rows if r["p"] is not None]
+    assert len(judged) == 4 and up["p_holm"] == pytest.approx(4 * up["p"]) == down["p_holm"]
+
+
+def test_not_resolved_states_the_sample_size_formula():
+    # per seed of 100 points: batchout robust on 0..51, standard on 4..53 -> b = 4, c = 2; pooled b = 8, c = 4
+    runs = [rec("batchout", s, {0.1: _flags(range(52), 100)}, acc) for s, acc in ((0, 0.99), (1, 0.98))]
+    runs += [rec("standard", s, {0.1: _flags(range(4, 54), 100)}, acc) for s, acc in ((0, 0.985), (1, 0.987))]
+    row = _robust(compare.comparisons(make_groups(runs), 0.05))
+    assert row["p"] == pytest.approx(2 * (1 + 12 + 66 + 220 + 495) / 4096)  # 2 P(Bin(12, 1/2) <= 4)
+    need = (Z975 + Z80) ** 2 * (12 / 200) / (4 / 200) ** 2  # (z + z)^2 p_disc / d^2 = 1177.3
+    assert row["needed"] == pytest.approx(need) and row["outcome"] == "not resolved"
+    assert row["verdict"] == ("not resolved at this sample size: about 1178 paired test points (12 seeds x 100) "
+                              "would resolve a difference this large at 80 % power")
+
+
+def test_refusals_single_run_unpaired_and_different_points():
+    f = {0.1: _flags(range(10), 20)}
+    one = compare.comparisons(make_groups([rec("batchout", 0, f, 0.9), rec("batchout", 1, f, 0.9),
+                                           rec("standard", 0, f, 0.9)]), 0.05)
+    assert all(r["verdict"] == "cannot be judged: single run (n=2 vs n=1)" for r in one)
+    shifted = compare.comparisons(make_groups([rec("batchout", 0, f, 0.9), rec("batchout", 1, f, 0.9),
+                                               rec("standard", 1, f, 0.9), rec("standard", 2, f, 0.9)]), 0.05)
+    assert _robust(shifted)["verdict"] == "cannot be judged: a single seed pair (the other seeds unmatched)"
+    assert _robust(shifted)["seeds_unmatched"] == 2
+    other = compare.comparisons(make_groups([rec("batchout", 0, f, 0.9), rec("batchout", 1, f, 0.9),
+                                             rec("standard", 0, f, 0.9, sha="elsewhere"),
+                                             rec("standard", 1, f, 0.9, sha="elsewhere")]), 0.05)
+    row = _robust(other)
+    assert row["p"] is None
+    assert row["verdict"] == "cannot be judged: different test points (examples_sha256 of seed 0 differ)"
+
+
+def test_unmatched_seeds_are_left_out_and_counted():
+    f0, f1 = {0.1: _flags(range(15), 20)}, {0.1: _flags(range(5), 20)}
+    runs = [rec("batchout", s, f0, 0.9) for s in (0, 1, 2)] + [rec("standard", s, f1, 0.9) for s in (0, 1)]
+    row = _robust(compare.comparisons(make_groups(runs), 0.05))
+    assert (row["seeds_paired"], row["seeds_unmatched"]) == (2, 1) and row["discordant"] == {"b": 20, "c": 0}
+
+
+def test_headline_eps_answer_and_sections():
+    eps = (0.05, 0.1, 0.3)
+    # standard: 80 %, 45 %, 5 % of 20 points at the three budgets, clean 90 %: eps 0.1 is furthest from 0 and 90 %
+    std = {e: _flags(range(k), 20) for e, k in zip(eps, (16, 9, 1), strict=True)}
+    bo = {e: _flags(range(k), 20) for e, k in zip(eps, (18, 15, 10), strict=True)}
+    parts = {"pgd": {eps_key(0.1): 0.5}, "fab": {eps_key(0.1): 0.4}}  # ran pgd then fab (keys come sorted)
+    runs = [rec(m, s, fl, 0.9, breakdown={"ens": parts}) for m, fl in (("standard", std), ("batchout", bo))
+            for s in (0, 1)]
+    groups = make_groups(runs)
+    assert compare.headline_eps(groups, {}) == {"mnist": 0.1}
+    assert compare.headline_eps(groups, {"mnist": 0.3}) == {"mnist": 0.3}
+    rows = compare.comparisons(groups, 0.05)
+    text = answer.dataset_paragraph("mnist", groups, rows, 0.3, chosen=True)
+    assert text.startswith("mnist, at eps 0.3 (set in report.headline_eps): batchout vs standard (lenet) at eps 0.3: "
+                           "+45.00 points, 95 % CI [")
+    assert "under the worst case over pgd; seeds 2, test points 20 per seed: batchout higher." in text
+    header, *body = tables.breakdown_tables(groups, 0.1)[1].items
+    assert header == ("model / method", "after pgd", "after fab") and body[0][1:] == ("50.00 ± 0.00 (n=2)",
+                                                                                      "40.00 ± 0.00 (n=2)")
+    md = render.to_markdown("T", tables.build_blocks("T", groups, 0.05, {}, {"mnist": 0.3}))
+    assert md.index("## Answer") < md.index("## Summary") < md.index("## Data set: mnist")
+    assert "ens: accuracy after each member" not in md  # the breakdown exists at 0.1 only, the headline is 0.3
