@@ -296,25 +296,3 @@ def test_cli_bad_params_exits_2(tmp_path: Path):
     bad.write_text(yaml.safe_dump({"report": {"spread_factor": 2.0}}))
     result = CliRunner().invoke(app, ["report", "--params", str(bad)])
     assert result.exit_code == 2 and "report.spread_factor" in result.output
-
-
-def test_seed_results_beside_ours():
-    eps = [1 / 255, 5 / 255]
-
-    def rec(method: str, test_acc: float, pgd: list[float]) -> grouping.RunRecord:
-        attack = {"eps": eps, "clean_acc": test_acc,
-                  "robust_acc": {"pgd": {f"eps_{e:.4f}": v for e, v in zip(eps, pgd, strict=True)}}}
-        return grouping.RunRecord(f"c3-{method}", "cifar3", "resnet_bottleneck", method, method,
-                                {"test_acc": test_acc}, attack)
-
-    groups = grouping.make_groups([rec("batchout_final", 0.91, [0.7, 0.6]), rec("standard", 0.90, [0.6, 0.5])])
-    assert [g.method for g in groups] == ["standard", "batchout_final"]
-    header, clean, robust, other = tables.seed_table(groups).items
-    assert clean[3:] == ("90.66", "90.86", "90.00 (single run)", "91.00 (single run)")
-    assert robust[2] == "robust at eps 5/255 (ours: PGD)" and robust[3:] == ("58.00", "64.00", "50.00 (single run)",
-                                                                            "60.00 (single run)")
-    assert other[0] == "cifar10" and other[5:] == ("–", "–")  # no cifar10 runs here
-    rows = compare.comparisons(groups, 0.05)
-    assert [(r["quantity"], r["eps"]) for r in rows] == [("clean", None), ("worst", eps[0]), ("worst", eps[1])]
-    assert all(r["outcome"] == "not judged" for r in rows)  # the seed-style single runs stay unjudged
-    assert all(r["verdict"] == "cannot be judged: single run (n=1 vs n=1)" for r in rows)
