@@ -297,12 +297,3 @@ def test_layers_on_cuda():
             loss = nn.functional.cross_entropy(model(xb), yb)
         loss.backward()
         assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
-
-
-def test_vgg19_batchout_uses_the_papers_placement():
-    """The paper puts BatchOut after every conv/FC pre-activation; vgg19 used to get one site."""
-    from batchout.models import create_model
-
-    vgg = create_model("vgg19", 10, 3, 32, [0.5] * 3, [0.25] * 3, width_mult=0.125)
-    assert configure_batchout(vgg, "batchout", 0.5, 0.1, None) == [f"conv{i}" for i in range(1, 17)]
-    assert configure_batchout(vgg, "batchout_final", 0.5, 0.1, None) == ["features"]

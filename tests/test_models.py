@@ -176,3 +176,12 @@ def test_register_model_adds_a_factory(monkeypatch):
     assert model[2].out_features == 6 and model(torch.rand(3, 1, 5, 5)).shape == (3, 4)
     with pytest.raises(ValueError, match="already registered"):
         registry.register_model("tiny")(lambda *a: nn.Identity())
+
+
+def test_vgg19_batchout_uses_the_papers_placement():
+    """The paper puts BatchOut after every conv/FC pre-activation; vgg19 used to get one site."""
+    from batchout.layers import configure_batchout
+
+    vgg = create_model("vgg19", 10, 3, 32, [0.5] * 3, [0.25] * 3, width_mult=0.125)
+    assert configure_batchout(vgg, "batchout", 0.5, 0.1, None) == [f"conv{i}" for i in range(1, 17)]
+    assert configure_batchout(vgg, "batchout_final", 0.5, 0.1, None) == ["features"]
