@@ -59,6 +59,14 @@ def test_study_name_tracks_what_a_trial_measures():
     assert stage.study_name(make_params(), {"x_train.npy": "bb"}) != base
 
 
+def test_study_name_changes_with_the_measurement(monkeypatch):
+    """Trials scored in train mode (before the eval-mode fix) must not be resumed as comparable."""
+    sha = {"x_train.npy": "aa"}
+    base = stage.study_name(make_params(), sha)
+    monkeypatch.setattr(stage, "MEASUREMENT", stage.MEASUREMENT - 1)
+    assert stage.study_name(make_params(), sha) != base
+
+
 # ---------------------------------------------------------------- the real stage on tiny generated data
 def _toy_split(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """8x8 grey images: class c has a bright band at rows 2c..2c+2 (learnable in one epoch)."""

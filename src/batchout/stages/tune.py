@@ -84,10 +84,15 @@ def robust_each_epoch(params: Params, n_train: int) -> bool:
     return tune.val_subset * tune.attack_steps <= n_train
 
 
+# Bump when what a trial measures changes for the same settings, so an existing study of the old
+# measurement is not resumed as if comparable. 2: robust accuracy scored in eval mode (was train mode).
+MEASUREMENT = 2
+
+
 def study_name(params: Params, data_sha: dict[str, str]) -> str:
     tune = params.tune.model_dump(mode="json", exclude={"n_trials", "storage", "study_name"})
     train = params.train.model_dump(mode="json", include={"batch_size", "optimizer", "schedule", "augment"})
-    blob = json.dumps({"tune": tune, "train": train, "data": data_sha}, sort_keys=True)
+    blob = json.dumps({"tune": tune, "train": train, "data": data_sha, "measurement": MEASUREMENT}, sort_keys=True)
     return f"{params.tune.study_name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
