@@ -12,8 +12,9 @@ from tiny_models import train_tiny
 from torch import nn
 
 from batchout.config import Checks
-from batchout.evaluation.checks import informative_eps, sanity_checks
+from batchout.evaluation.checks import sanity_checks
 from batchout.evaluation.robust import robust_grid
+from batchout.reporting.stats import informative_eps
 
 CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1, square_queries=200)
 EPS = [0.05, 0.15, 0.25]

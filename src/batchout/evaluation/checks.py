@@ -17,6 +17,7 @@ from batchout.attacks.base import check_eps
 from batchout.data.loader import seeded_subset
 from batchout.errors import BatchoutError
 from batchout.evaluation.robust import inputs, robust_grid
+from batchout.reporting.stats import informative_eps
 
 if TYPE_CHECKING:  # only its fields are read: the attack core runs without the params schema
     from batchout.config import Checks
@@ -52,12 +53,6 @@ def _paired(
 
 
 CONVERGENCE = ((1, 5), (1, 10), (1, 20), (1, 40), (2, 40))  # (restarts, steps) of the convergence curve
-
-
-def informative_eps(eps: list[float], curve: dict[float, float], clean: float) -> float:
-    """The grid eps whose PGD accuracy is furthest from both 0 and clean accuracy: where a weaker or
-    stronger attack can show a difference (at 0 % or at clean accuracy every attack ties)."""
-    return max(eps, key=lambda e: (min(curve[e], clean - curve[e]), -e))
 
 
 def convergence(probe: _Probe, pgd_cfg: dict[str, Any], eps: float) -> dict[str, Any]:

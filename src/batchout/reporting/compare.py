@@ -42,6 +42,7 @@ from batchout.reporting.groups import (
     eps_of,
     stat,
 )
+from batchout.reporting.stats import informative_eps
 
 POWER = 0.8  # the power the "not resolved" sample sizes are quoted at
 
@@ -192,14 +193,13 @@ def headline_eps(groups: Sequence[Group], override: Mapping[str, float]) -> dict
             continue
         base = baseline([g for g in groups if g.dataset == ds])
         clean = stat([r.attack["clean_acc"] for g in base for r in g.runs]).mean
-        scores = {}
+        means = {}
         for e in eps_of(base):
             accs = [s.mean for g in base if (s := g.robust(VERDICT_ATTACK, e)) is not None]
             if accs:
-                acc = sum(accs) / len(accs)
-                scores[e] = (min(acc, clean - acc), -e)
-        if scores:
-            out[ds] = max(scores, key=scores.__getitem__)
+                means[e] = sum(accs) / len(accs)
+        if means:
+            out[ds] = informative_eps(list(means), means, clean)
     return out
 
 
