@@ -22,10 +22,15 @@ from batchout.attacks.base import check_eps, fp32_region
 from batchout.errors import BatchoutError
 
 
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [0, 1] (the models normalise inside); float images pass unchanged."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
 def as_pixels(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [0, 1]; float images must already be in [0, 1]."""
+    """uint8 images -> float in [0, 1]; float images must already be in [0, 1] (checked)."""
     if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
+        return to_float(x)
     if not x.is_floating_point():
         raise BatchoutError(f"images: got dtype {x.dtype}; allowed: uint8 or float pixels in [0, 1]")
     lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
@@ -53,7 +58,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.de
     with frozen(model), fp32_region(device):
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(device, non_blocking=True)
-            xb = xb.float().div_(255.0) if xb.dtype == torch.uint8 else xb
+            xb = to_float(xb)
             out.append(model(xb).argmax(1))
     return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.long)
 

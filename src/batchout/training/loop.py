@@ -20,7 +20,7 @@ from torch import nn
 from batchout.attacks.registry import create_attack
 from batchout.config.run import RunConfig
 from batchout.device import autocast
-from batchout.evaluation.robust import predict
+from batchout.evaluation.robust import predict, to_float
 from batchout.layers.batchout import batchout_labels
 from batchout.training.augment import crop_flip
 from batchout.training.distributed import SINGLE, Dist, unwrap
@@ -47,11 +47,6 @@ class TrainState:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     rng: dict[str, Any] | None = None
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [0, 1]: the models normalise internally."""
-    return x.float().div_(255.0)
 
 
 def rng_state() -> dict[str, Any]:
