@@ -1,6 +1,6 @@
-"""Attack one trained model over the eps grid and log its robustness.
+"""Attack an arm's trained models (every seed) over the eps grid and log their robustness.
 
-Usage: ``python -m pipeline.attack mnist-lenet-standard-s0`` (or ``batchout attack NAME``)
+Usage: ``python -m pipeline.attack mnist-lenet-standard`` (or ``batchout attack NAME``; ``NAME-s1`` for one seed)
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ import typer
 from batchout.paths import Paths
 from pipeline._common import PARAMS_OPTION, load, run_cli, stage_command
 
+NAME_HELP = "an arm (a key of train.runs / train.tuned_runs), or one run <arm>-s<seed>"
+
 
 @stage_command
-def command(name: str = typer.Argument(..., help="a key of train.runs or train.tuned_runs"),
+def command(name: str = typer.Argument(..., help=NAME_HELP),
             params: Path = PARAMS_OPTION) -> None:
     from batchout.io import eps_key
     from batchout.stages.attack import run  # heavy (torch, mlflow): imported only when the command runs
 
-    result = run(load(params), name, Paths())
-    last = result["eps"][-1]
-    worst = result["robust_acc"].get("worst", result["robust_acc"].get("pgd", {}))
-    masked = result["checks"].get("suspected_gradient_masking")
-    print(f"{name}: clean={result['clean_acc']:.4f} worst@{last:.4f}={worst.get(eps_key(last), float('nan')):.4f}"
-          f"{'  SUSPECTED GRADIENT MASKING' if masked else ''} ({result['seconds']:.1f} s)")
+    for run_, result in run(load(params), name, Paths()).items():
+        last = result["eps"][-1]
+        worst = result["robust_acc"]["worst"]
+        masked = result["checks"].get("suspected_gradient_masking")
+        print(f"{run_}: clean={result['clean_acc']:.4f} worst@{last:.4f}={worst[eps_key(last)]:.4f}"
+              f"{'  SUSPECTED GRADIENT MASKING' if masked else ''} ({result['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":

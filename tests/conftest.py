@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from batchout.config import Params, load_params, parse_params
+from batchout.paths import run_name, split_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SUBSET = {"train": 400, "val": 100, "test": 200}
@@ -33,7 +34,8 @@ def tiny_params(*, runs: Iterable[str] | None = None, subset: dict[str, int] = T
 
     Always: MNIST only with ``subset`` images per split, ``epochs`` epochs of batch 32 on the CPU,
     no tuned runs, attacks on the CPU on ``attack_subset`` test images. ``runs`` names the runs
-    kept (default: every MNIST seed-0 run). The rest is left as in params.yaml unless given:
+    kept, ``<arm>-s<seed>`` (default: seed 0 of every MNIST arm); each kept arm keeps only those
+    seeds. The rest is left as in params.yaml unless given:
     ``eval_batch_size``, the MNIST ``eps`` list (the only data set left), the ``attacks`` grid, the
     sanity checks' subset (``checks_subset``) and ``tune`` settings (merged into the section).
     Returns the YAML document (a dict); ``parse_params`` turns it into Params.
@@ -42,12 +44,14 @@ def tiny_params(*, runs: Iterable[str] | None = None, subset: dict[str, int] = T
     doc["data"].update(datasets=["mnist"], subset=dict(subset))
     train = doc["train"]
     if runs is None:
-        kept = {k: v for k, v in train["runs"].items() if v["dataset"] == "mnist" and k.endswith("-s0")}
-    else:
-        runs = set(runs)
-        if runs - set(train["runs"]):  # a run renamed in params.yaml must not silently shrink a test
-            raise KeyError(f"not in {source.name}: {sorted(runs - set(train['runs']))}")
-        kept = {k: v for k, v in train["runs"].items() if k in runs}  # params.yaml's order
+        runs = [run_name(arm, 0) for arm, v in train["runs"].items() if v["dataset"] == "mnist"]
+    wanted: dict[str, list[int]] = {}
+    for run in runs:
+        arm, seed = split_run(run) or (run, -1)
+        if arm not in train["runs"]:  # an arm renamed in params.yaml must not silently shrink a test
+            raise KeyError(f"{run}: arm {arm!r} not in {source.name}: {sorted(train['runs'])}")
+        wanted.setdefault(arm, []).append(seed)
+    kept = {k: {**v, "seeds": wanted[k]} for k, v in train["runs"].items() if k in wanted}  # params.yaml's order
     train.update(epochs=epochs, batch_size=32, device="cpu", tuned_runs={}, runs=kept)
     if eval_batch_size is not None:
         train["eval_batch_size"] = eval_batch_size

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from batchout.config import Params, parse_params
-from batchout.config.run import resolve_run
+from batchout.config.run import resolve_run, runs_of
 from batchout.errors import BatchoutError
 
 
@@ -80,10 +80,10 @@ def test_unknown_dataset_lists_allowed(doc):
 
 def test_unknown_model_and_method(doc):
     bad = copy.deepcopy(doc)
-    bad["train"]["runs"]["mnist-lenet-standard-s0"]["model"] = "alexnet"
+    bad["train"]["runs"]["mnist-lenet-standard"]["model"] = "alexnet"
     msg = _error(bad)
-    assert msg.startswith("train.runs.mnist-lenet-standard-s0.model:") and "lenet" in msg and "vgg19" in msg
-    doc["train"]["runs"]["mnist-lenet-standard-s0"]["method"] = "mixup"
+    assert msg.startswith("train.runs.mnist-lenet-standard.model:") and "lenet" in msg and "vgg19" in msg
+    doc["train"]["runs"]["mnist-lenet-standard"]["method"] = "mixup"
     assert "batchout_final" in _error(doc)
 
 
@@ -101,7 +101,7 @@ def test_names_come_from_the_registries_alone(doc, monkeypatch):
     from batchout.attacks.fgsm import FGSM
     from batchout.models import registry as models
 
-    run = doc["train"]["runs"]["mnist-lenet-standard-s0"]
+    run = doc["train"]["runs"]["mnist-lenet-standard"]
     run["model"], doc["attack"]["attacks"]["fgsm2"] = "tiny_mlp", {}
     with pytest.raises(BatchoutError, match="model: unknown value 'tiny_mlp'; allowed: lenet"):
         parse_params(copy.deepcopy(doc))
@@ -110,12 +110,12 @@ def test_names_come_from_the_registries_alone(doc, monkeypatch):
     models.register_model("tiny_mlp")(lambda num_classes, in_channels, image_size, mean, std: nn.Identity())
     attacks.register_attack("fgsm2")(type("FGSM2", (FGSM,), {}))
     params = parse_params(doc)
-    assert params.train.runs["mnist-lenet-standard-s0"].model == "tiny_mlp" and "fgsm2" in params.attack.attacks
+    assert params.train.runs["mnist-lenet-standard"].model == "tiny_mlp" and "fgsm2" in params.attack.attacks
 
 
 def test_run_dataset_must_be_known(doc):
-    doc["train"]["runs"]["mnist-lenet-standard-s0"]["dataset"] = "imagenet"
-    assert _error(doc).startswith("train.runs.mnist-lenet-standard-s0.dataset: unknown value 'imagenet'")
+    doc["train"]["runs"]["mnist-lenet-standard"]["dataset"] = "imagenet"
+    assert _error(doc).startswith("train.runs.mnist-lenet-standard.dataset: unknown value 'imagenet'")
 
 
 def test_custom_image_folder_dataset_is_allowed(doc):
@@ -153,14 +153,39 @@ def test_resolve_run_merges_overrides(doc):
     params = parse_params(doc)
     cfg = resolve_run(params.train, "cifar3-resnet_bottleneck-standard-s0")
     assert cfg.augment.crop_padding == 4 and cfg.epochs == params.train.epochs
-    assert cfg.model_kwargs == {"blocks": [1, 1, 1]}
+    assert cfg.model_kwargs == {"blocks": [1, 1, 1], "width": 8}
+    assert (cfg.arm, cfg.seed) == ("cifar3-resnet_bottleneck-standard", 0)
     with pytest.raises(BatchoutError, match="allowed: mnist-lenet-standard-s0"):
         resolve_run(params.train, "nope")
+    with pytest.raises(BatchoutError, match="run: unknown value 'mnist-lenet-standard-s9'"):
+        resolve_run(params.train, "mnist-lenet-standard-s9")  # a seed the arm does not list
+
+
+def test_arms_expand_to_one_run_per_seed(doc):
+    doc["train"]["runs"]["mnist-lenet-standard"]["seeds"] = [0, 4]
+    train = parse_params(doc).train
+    assert train.run_names("mnist-lenet-standard") == ["mnist-lenet-standard-s0", "mnist-lenet-standard-s4"]
+    assert runs_of(train, "mnist-lenet-standard-s4") == ["mnist-lenet-standard-s4"]
+    assert resolve_run(train, "mnist-lenet-standard-s4").seed == 4
+    with pytest.raises(BatchoutError, match="run: unknown value 'mnist-lenet'; allowed: mnist-lenet-standard,"):
+        runs_of(train, "mnist-lenet")
+
+
+@pytest.mark.parametrize(("seeds", "why"), [([], "at least 1 item"), ([1, 1], "distinct"), ([-1], "distinct")])
+def test_bad_seeds_are_refused(doc, seeds, why):
+    doc["train"]["runs"]["mnist-lenet-standard"]["seeds"] = seeds
+    msg = _error(doc)
+    assert msg.startswith("train.runs.mnist-lenet-standard.seeds:") and why in msg
+
+
+def test_an_arm_named_like_a_run_is_refused(doc):
+    doc["train"]["runs"]["mnist-lenet-x-s3"] = doc["train"]["runs"]["mnist-lenet-standard"]
+    assert _error(doc).startswith("train.runs.mnist-lenet-x-s3: an arm name must not end in -s<N>")
 
 
 def test_tuned_run_takes_k_and_n_from_tune(doc):
     params = parse_params(doc)
-    name = next(iter(params.train.tuned_runs))
+    name = params.train.run_names(next(iter(params.train.tuned_runs)))[0]
     cfg = resolve_run(params.train, name, {"k": 0.25, "n": 0.05})
     assert (cfg.batchout.k, cfg.batchout.n) == (0.25, 0.05)
     with pytest.raises(BatchoutError, match="dvc repro tune"):

@@ -20,6 +20,7 @@ import yaml
 from servers import free_port
 
 from batchout.errors import BatchoutError
+from batchout.paths import Paths
 from batchout.training.distributed import Dist, unwrap
 
 # Tolerance on test accuracy, torchrun (2 ranks) vs one process, both on 200 synthetic test images:
@@ -76,8 +77,8 @@ def _train(root, name: str, launcher: list[str]) -> dict:
     proc = subprocess.run([*launcher, "-m", "pipeline.train", name], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((root / "metrics" / "train" / f"{name}.json").read_text())
-    with open(root / "plots" / "train" / f"{name}.csv") as f:
+    metrics = json.loads(Paths(root).train_metrics(name).read_text())
+    with open(Paths(root).train_curve(name)) as f:
         metrics["train_loss"] = [float(row["train_loss"]) for row in csv.DictReader(f)]
     return metrics
 
@@ -85,7 +86,7 @@ def _train(root, name: str, launcher: list[str]) -> dict:
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_match_one_process(tiny_project, tmp_path_factory):
     params, paths = tiny_project
-    name = next(n for n in params.train.runs if "batchout-" in n)  # BatchOut: partners drawn per rank
+    name = next(n for n in params.train.run_names() if "batchout-" in n)  # BatchOut: partners drawn per rank
     (paths.root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     twin = tmp_path_factory.mktemp("ddp") / "project"
     shutil.copytree(paths.root, twin)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from dvc_project import Project, make_project
 
-RUN = "mnist-lenet-standard-s0"
+ARM = "mnist-lenet-standard"
+RUN = f"{ARM}-s0"
 SEEDS = {"seed-a": 3, "seed-b": 4}
 TIMEOUT_S = 360  # the queue's whole run; about 1-2 min on 2 cores
 POLL_S = 3
@@ -67,7 +68,7 @@ def test_two_queued_experiments_run_concurrently_into_the_repo_store(tmp_path: P
     proj.dvc("repro", "prepare@mnist")
     proj.commit("prepare mnist")
     for name, seed in SEEDS.items():
-        proj.dvc("exp", "run", "--queue", "--name", name, "-S", f"train.runs.{RUN}.seed={seed}", f"train@{RUN}")
+        proj.dvc("exp", "run", "--queue", "--name", name, "-S", f"train.runs.{ARM}.seeds=[{seed}]", f"train@{ARM}")
     assert set(queue_states(proj).values()) == {"Queued"}
 
     start = time.monotonic()
@@ -82,14 +83,14 @@ def test_two_queued_experiments_run_concurrently_into_the_repo_store(tmp_path: P
     assert states == dict.fromkeys(SEEDS, "Success"), (states, logs)
     for name, text in logs.items():
         assert "database is locked" not in text.lower(), f"{name}:\n{text}"
-        assert f"Running stage 'train@{RUN}'" in text, f"{name}:\n{text}"
+        assert f"Running stage 'train@{ARM}'" in text, f"{name}:\n{text}"
         assert "Running stage 'prepare@mnist'" not in text, f"{name}:\n{text}"
 
     assert not list((proj.root / ".dvc" / "tmp").rglob("mlflow.db")), "a run went to a temporary store"
     runs = mlflow_runs(proj.root)
     assert len(runs) == 2, [r.info.run_name for r in runs]
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert {r.info.run_name for r in runs} == {RUN}
+    assert {r.info.run_name for r in runs} == {f"{ARM}-s{seed}" for seed in SEEDS.values()}
     by_exp = {r.data.tags.get("dvc.exp_name"): r for r in runs}
     assert set(by_exp) == set(SEEDS), sorted(map(str, by_exp))
     for name, seed in SEEDS.items():

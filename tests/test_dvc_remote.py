@@ -19,8 +19,9 @@ import pytest
 from dvc_project import make_project
 
 RUN = "mnist-lenet-standard-s0"
-STAGES = ("prepare@mnist", f"train@{RUN}")
-OUTPUTS = ("data/prepared/mnist", f"models/{RUN}")
+ARM = "mnist-lenet-standard"
+STAGES = ("prepare@mnist", f"train@{ARM}")
+OUTPUTS = ("data/prepared/mnist", f"models/{ARM}")
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -165,8 +165,8 @@ def test_every_subpackage_is_packaged(repo_root):
 @pytest.mark.slow
 def test_changing_fgsm_marks_the_adversarially_trained_model_stale(tmp_path):
     """The adversarial run trains with FGSM: editing the attack must make DVC retrain it."""
-    adv = "mnist-lenet-adversarial-s0"
-    proj = make_project(tmp_path / "repo", runs=(adv,))
+    adv = "mnist-lenet-adversarial"
+    proj = make_project(tmp_path / "repo", runs=(f"{adv}-s0",))
     proj.dvc("repro", f"train@{adv}")
     assert "up to date" in proj.dvc("status", f"train@{adv}")
     fgsm = proj.root / "src/batchout/attacks/fgsm.py"

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from batchout.config import parse_params
 from batchout.errors import BatchoutError
 from batchout.io import write_json
-from batchout.paths import Paths
+from batchout.paths import Paths, split_run
 from batchout.reporting import compare, reference, render, tables
 from batchout.reporting import groups as grouping
 from batchout.stages import report as stage
@@ -50,10 +50,12 @@ def _flags(acc: float, start: int) -> str:
 
 
 def _params(runs: dict[str, tuple]) -> dict:
-    specs = {}
+    """One arm per method, with the seeds its runs name."""
+    specs: dict[str, dict] = {}
     for name in runs:
-        _, _, method, seed = name.split("-")
-        specs[name] = {"dataset": "mnist", "model": "lenet", "method": method, "seed": int(seed[1:])}
+        arm, seed = split_run(name)
+        spec = specs.setdefault(arm, {"dataset": "mnist", "model": "lenet", "method": arm.split("-")[2], "seeds": []})
+        spec["seeds"].append(seed)
     return {"train": {"runs": specs}, "report": {"title": "Test report", "alpha": 0.05}}
 
 
@@ -216,14 +218,14 @@ def test_markdown_has_masking_flag_and_paper_numbers(groups):
 
 def test_group_labels_split_tuned_and_differing_configs():
     doc = _params({"mnist-lenet-batchout-s0": (), "mnist-lenet-batchout-s1": ()})
-    doc["train"]["runs"]["mnist-lenet-batchoutbig-s0"] = {"dataset": "mnist", "model": "lenet",
-                                                         "method": "batchout", "batchout": {"n": 0.4}}
-    doc["train"]["tuned_runs"] = {"mnist-lenet-tuned-s0": {"dataset": "mnist", "model": "lenet", "method": "batchout"}}
+    doc["train"]["runs"]["mnist-lenet-batchoutbig"] = {"dataset": "mnist", "model": "lenet",
+                                                       "method": "batchout", "batchout": {"n": 0.4}}
+    doc["train"]["tuned_runs"] = {"mnist-lenet-tuned": {"dataset": "mnist", "model": "lenet", "method": "batchout"}}
     params = parse_params(doc)
     labels = grouping.group_labels(params.train.all_runs(), params.train.tuned_runs)
-    assert labels["mnist-lenet-batchout-s0"] == labels["mnist-lenet-batchout-s1"] == "batchout [mnist-lenet-batchout]"
-    assert labels["mnist-lenet-batchoutbig-s0"] == "batchout [mnist-lenet-batchoutbig]"
-    assert labels["mnist-lenet-tuned-s0"] == "batchout (tuned)"
+    assert labels["mnist-lenet-batchout"] == "batchout [mnist-lenet-batchout]"
+    assert labels["mnist-lenet-batchoutbig"] == "batchout [mnist-lenet-batchoutbig]"
+    assert labels["mnist-lenet-tuned"] == "batchout (tuned)"
 
 
 def test_curves_for_plot(groups):
@@ -279,7 +281,7 @@ def test_missing_metrics_names_file_and_keeps_old_reports(setup):
     (paths.reports / "old.md").write_text("previous")
     paths.attack_metrics("mnist-lenet-batchout-s1").unlink()
     with pytest.raises(BatchoutError, match=r"mnist-lenet-batchout-s1\.json is missing.*dvc repro "
-                                            r"attack@mnist-lenet-batchout-s1"):
+                                            r"attack@mnist-lenet-batchout\b"):
         stage.run(params, paths)
     assert (paths.reports / "old.md").read_text() == "previous"
 

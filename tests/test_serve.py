@@ -71,8 +71,8 @@ def project(tmp_path_factory, one_thread) -> Project:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
         try:
             prepare(params.data, "mnist", paths)
-            trained = train.run(params, RUN, paths)
-            attacked = attack.run(params, RUN, paths)
+            trained = train.run(params, RUN, paths)[RUN]
+            attacked = attack.run(params, RUN, paths)[RUN]
         finally:
             mlflow.set_tracking_uri(None)  # later test modules must not log into this store
     return Project(root, params, trained, attacked)

@@ -16,12 +16,13 @@ from batchout.paths import Paths
 from batchout.stages import train as train_stage
 from batchout.training.checkpoint import load_model
 
-STD = "mnist-lenet-standard-s0"
+ARM = "mnist-lenet-standard"
+STD = f"{ARM}-s0"
 
 
 def test_train_writes_outputs_and_learns(tiny_project):
     params, paths = tiny_project
-    metrics = train_stage.run(params, STD, paths)
+    metrics = train_stage.train_one(params, STD, paths)
     assert metrics["test_acc"] > 0.5  # 10 bar patterns: chance is 0.1
     assert read_json(paths.train_metrics(STD)) == metrics
     curve = paths.train_curve(STD).read_text().splitlines()
@@ -33,8 +34,8 @@ def test_train_writes_outputs_and_learns(tiny_project):
 
 def test_rerunning_a_finished_run_rescores_it_into_the_same_mlflow_run(tiny_project, capsys):
     params, paths = tiny_project
-    first = train_stage.run(params, STD, paths)
-    again = train_stage.run(params, STD, paths)  # as after a kill during exit, once all was written
+    first = train_stage.train_one(params, STD, paths)
+    again = train_stage.train_one(params, STD, paths)  # as after a kill during exit, once all was written
     assert {k: again[k] for k in ("test_acc", "val_acc", "train_acc", "mlflow_run_id")} == \
         {k: first[k] for k in ("test_acc", "val_acc", "train_acc", "mlflow_run_id")}
     runs = mlflow.search_runs(experiment_names=["mnist"], filter_string=f"run_name = '{STD}'")
@@ -45,7 +46,7 @@ def test_rerunning_a_finished_run_rescores_it_into_the_same_mlflow_run(tiny_proj
 
 def test_mlflow_run_has_params_history_artifacts_and_model(tiny_project):
     params, paths = tiny_project
-    metrics = train_stage.run(params, STD, paths)
+    metrics = train_stage.train_one(params, STD, paths)
     runs = mlflow.search_runs(experiment_names=["mnist"], filter_string=f"run_name = '{STD}'")
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
     run_id = runs.iloc[0]["run_id"]
@@ -74,16 +75,16 @@ def _fresh_root(paths: Paths, name: str) -> Paths:
     return other
 
 
-def _weights(paths: Paths) -> dict[str, torch.Tensor]:
-    model, _, _ = load_model(paths.model_dir(STD) / "model.pt")
+def _weights(paths: Paths, run: str = STD) -> dict[str, torch.Tensor]:
+    model, _, _ = load_model(paths.model_dir(run) / "model.pt")
     return model.state_dict()
 
 
 def test_same_seed_gives_bit_identical_metrics(tiny_project):
     params, paths = tiny_project
     twin = _fresh_root(paths, "twin")
-    first = train_stage.run(params, STD, paths)
-    second = train_stage.run(params, STD, twin)
+    first = train_stage.train_one(params, STD, paths)
+    second = train_stage.train_one(params, STD, twin)
     assert second["mlflow_run_id"] != first["mlflow_run_id"]  # a second training run, not a re-score
     for key in ("train_acc", "val_acc", "test_acc"):
         assert first[key] == second[key]
@@ -94,12 +95,15 @@ def test_same_seed_gives_bit_identical_metrics(tiny_project):
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)  # bit for bit, every tensor
 
     # the comparison can fail: the same run with another seed ends with other weights and losses
-    runs = dict(params.train.runs, **{STD: params.train.runs[STD].model_copy(update={"seed": 1})})
+    arm = ARM
+    runs = dict(params.train.runs, **{arm: params.train.runs[arm].model_copy(update={"seeds": [0, 1]})})
     reseeded = params.model_copy(update={"train": params.train.model_copy(update={"runs": runs})})
     other = _fresh_root(paths, "other-seed")
-    train_stage.run(reseeded, STD, other)
-    assert _losses(other.train_curve(STD).read_text()) != losses
-    assert not all(torch.equal(ours[k], w) for k, w in _weights(other).items())
+    both = train_stage.run(reseeded, arm, other)  # the arm: every seed, one after the other
+    assert list(both) == [STD, f"{arm}-s1"] and both[STD]["test_acc"] == first["test_acc"]
+    assert _losses(other.train_curve(STD).read_text()) == losses  # seed 0 is not disturbed by its sibling
+    assert _losses(other.train_curve(f"{arm}-s1").read_text()) != losses
+    assert not all(torch.equal(ours[k], w) for k, w in _weights(other, f"{arm}-s1").items())
 
 
 class Crash(Exception):
@@ -109,7 +113,7 @@ class Crash(Exception):
 def test_killed_run_resumes_to_the_same_result(tiny_project, monkeypatch):
     params, paths = tiny_project
     params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 3})})
-    reference = train_stage.run(params, STD, paths)
+    reference = train_stage.train_one(params, STD, paths)
     ref_curve = paths.train_curve(STD).read_text()
     paths.checkpoint(STD).unlink()  # the finished run's checkpoint: without it the next run trains anew
 
@@ -124,10 +128,10 @@ def test_killed_run_resumes_to_the_same_result(tiny_project, monkeypatch):
 
     monkeypatch.setattr(train_stage, "save_checkpoint", save_then_die)
     with pytest.raises(Crash):
-        train_stage.run(params, STD, paths)
+        train_stage.train_one(params, STD, paths)
     assert paths.checkpoint(STD).exists()
     monkeypatch.setattr(train_stage, "save_checkpoint", real_save)
-    resumed = train_stage.run(params, STD, paths)
+    resumed = train_stage.train_one(params, STD, paths)
     for key in ("train_acc", "val_acc", "test_acc"):
         assert resumed[key] == reference[key]
     assert _losses(paths.train_curve(STD).read_text()) == _losses(ref_curve)
@@ -148,7 +152,7 @@ def _losses(csv: str) -> list[str]:
 def test_other_methods_train(tiny_project, method):
     params, paths = tiny_project
     name = f"mnist-lenet-{method}-s0"
-    metrics = train_stage.run(params, name, paths)
+    metrics = train_stage.train_one(params, name, paths)
     assert metrics["test_acc"] > 0.3
     _, cfg, _ = load_model(paths.model_dir(name) / "model.pt")
     assert cfg.method == method
@@ -158,5 +162,5 @@ def test_missing_prepared_data_is_one_line(tiny_project):
     params, paths = tiny_project
     shutil.rmtree(paths.prepared("mnist"))
     with pytest.raises(BatchoutError) as info:
-        train_stage.run(params, STD, paths)
+        train_stage.train_one(params, STD, paths)
     assert "prepare" in str(info.value)

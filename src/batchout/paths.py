@@ -8,11 +8,29 @@ environment variable, the default Optuna journal, and how a SQLite store URI map
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 MIRROR_ENV = "BATCHOUT_DATA_MIRROR"  # an offline folder of raw data sets (with SHA256SUMS)
 SQLITE_PREFIX = "sqlite:///"
+_RUN = re.compile(r"^(?P<arm>.+)-s(?P<seed>\d+)$")
+
+
+def run_name(arm: str, seed: int) -> str:
+    """One seed's run of an arm (``train.runs.<arm>``): ``mnist-lenet-standard`` -> ``mnist-lenet-standard-s0``."""
+    return f"{arm}-s{seed}"
+
+
+def split_run(name: str) -> tuple[str, int] | None:
+    """``(arm, seed)`` of a run name, or None when ``name`` has no ``-s<seed>`` suffix (an arm)."""
+    m = _RUN.match(name)
+    return (m["arm"], int(m["seed"])) if m else None
+
+
+def _arm(run: str) -> str:
+    parts = split_run(run)
+    return parts[0] if parts else run
 
 
 def sqlite_db(uri: str) -> Path | None:
@@ -32,26 +50,27 @@ def artifacts_beside(uri: str) -> str | None:
 class Paths:
     root: Path = Path(".")
 
+    # Per-run files sit in one folder per arm: the arm's DVC stage declares that folder as its output.
     def prepared(self, dataset: str) -> Path:
         return self.root / "data" / "prepared" / dataset
 
     def model_dir(self, run: str) -> Path:
-        return self.root / "models" / run
+        return self.root / "models" / _arm(run) / run
 
     def checkpoint(self, run: str) -> Path:
         return self.root / "checkpoints" / run / "last.pt"
 
     def train_metrics(self, run: str) -> Path:
-        return self.root / "metrics" / "train" / f"{run}.json"
+        return self.root / "metrics" / "train" / _arm(run) / f"{run}.json"
 
     def train_curve(self, run: str) -> Path:
-        return self.root / "plots" / "train" / f"{run}.csv"
+        return self.root / "plots" / "train" / _arm(run) / f"{run}.csv"
 
     def attack_metrics(self, run: str) -> Path:
-        return self.root / "metrics" / "attack" / f"{run}.json"
+        return self.root / "metrics" / "attack" / _arm(run) / f"{run}.json"
 
     def attack_curve(self, run: str) -> Path:
-        return self.root / "plots" / "attack" / f"{run}.csv"
+        return self.root / "plots" / "attack" / _arm(run) / f"{run}.csv"
 
     @property
     def tune_dir(self) -> Path:

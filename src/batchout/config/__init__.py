@@ -10,7 +10,7 @@ attacks and data sets are checked against their registries when a params file is
 """
 
 from batchout.config.load import format_error, load_params, parse_params
-from batchout.config.run import RunConfig, resolve_run
+from batchout.config.run import RunConfig, resolve_run, runs_of
 from batchout.config.schema import (
     Adversarial,
     AttackParams,
@@ -33,5 +33,5 @@ from batchout.config.schema import (
 __all__ = [
     "Adversarial", "AttackParams", "Augment", "BatchOutParams", "Checks", "DataParams", "Optimizer", "Params",
     "ReportParams", "RunConfig", "RunSpec", "Schedule", "Strict", "Subset", "TrainParams", "TuneParams",
-    "format_error", "known_datasets", "load_params", "parse_params", "resolve_run",
+    "format_error", "known_datasets", "load_params", "parse_params", "resolve_run", "runs_of",
 ]

@@ -1,6 +1,7 @@
 """One training run's resolved settings: the train section's defaults merged with the run's overrides.
 
-Usage: ``cfg = resolve_run(params.train, "mnist-lenet-standard-s0"); cfg.optimizer.lr``
+Usage: ``cfg = resolve_run(params.train, "mnist-lenet-standard-s0"); cfg.optimizer.lr``;
+``runs_of(params.train, "mnist-lenet-standard")`` -> that arm's run names, one per seed
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from batchout.config.schema import (
     TrainParams,
 )
 from batchout.errors import BatchoutError, choice_msg
+from batchout.paths import split_run
 
 
 class RunConfig(Strict):
@@ -25,6 +27,7 @@ class RunConfig(Strict):
     This is what is logged to MLflow and stored beside the weights."""
 
     name: str
+    arm: str
     dataset: str
     model: str
     method: str
@@ -42,17 +45,29 @@ class RunConfig(Strict):
     adversarial: Adversarial
 
 
+def runs_of(train: TrainParams, name: str) -> list[str]:
+    """The run names an argument stands for: every seed of an arm, or the one run named."""
+    if name in train.all_runs():
+        return train.run_names(name)
+    if name in train.run_names():
+        return [name]
+    raise BatchoutError(choice_msg("run", name, tuple(train.all_runs()) + tuple(train.run_names())))
+
+
 def resolve_run(train: TrainParams, name: str, tuned: dict[str, float] | None = None) -> RunConfig:
-    """Merge ``train.runs[name]`` (or ``train.tuned_runs[name]``) over the section defaults;
-    for a tuned run, ``tuned`` (k, n from the tune stage) replaces BatchOut's k and n."""
-    runs = train.all_runs()
-    if name not in runs:
-        raise BatchoutError(choice_msg("train.runs", name, tuple(runs)))
-    spec = runs[name]
+    """Merge the arm of run ``name`` (``<arm>-s<seed>``, from ``train.runs`` or ``train.tuned_runs``)
+    over the section defaults; for a tuned arm, ``tuned`` (k, n from the tune stage) replaces
+    BatchOut's k and n."""
+    parts = split_run(name)
+    arms = train.all_runs()
+    if parts is None or parts[0] not in arms or parts[1] not in arms[parts[0]].seeds:
+        raise BatchoutError(choice_msg("run", name, tuple(train.run_names())))
+    arm, seed = parts
+    spec = arms[arm]
     batchout = spec.batchout or train.batchout
-    if name in train.tuned_runs:
+    if arm in train.tuned_runs:
         if tuned is None:
-            raise BatchoutError(f"train.tuned_runs.{name}: needs the tune result (k, n); run `dvc repro tune`")
+            raise BatchoutError(f"train.tuned_runs.{arm}: needs the tune result (k, n); run `dvc repro tune`")
         batchout = batchout.model_copy(update={"k": tuned["k"], "n": tuned["n"], "from_tune": True})
     adversarial = train.adversarial
     if spec.adv_eps is not None:
@@ -60,10 +75,11 @@ def resolve_run(train: TrainParams, name: str, tuned: dict[str, float] | None = 
     optimizer = train.optimizer if spec.lr is None else train.optimizer.model_copy(update={"lr": spec.lr})
     return RunConfig(
         name=name,
+        arm=arm,
         dataset=spec.dataset,
         model=spec.model,
         method=spec.method,
-        seed=spec.seed,
+        seed=seed,
         model_kwargs=spec.model_kwargs,
         epochs=spec.epochs or train.epochs,
         batch_size=train.batch_size,

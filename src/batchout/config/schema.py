@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from batchout.config.types import (
     MethodName,
@@ -21,6 +21,7 @@ from batchout.config.types import (
     registered,
 )
 from batchout.errors import choice_msg
+from batchout.paths import run_name, split_run
 
 
 # ----------------------------------------------------------------------------- data
@@ -116,18 +117,26 @@ class Adversarial(Strict):
 
 
 class RunSpec(Strict):
-    """One trained model. Fields left null take the section-wide value."""
+    """One arm of the study: a (data set, model, method) trained once per seed. Fields left null
+    take the section-wide value. Each seed is a run named ``<arm>-s<seed>`` (``batchout.paths``)."""
 
     dataset: str
     model: ModelName
     method: MethodName
-    seed: int = 0
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     epochs: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0.0)
     augment: Augment | None = None
     batchout: BatchOutParams | None = None
     adv_eps: PixelFloat | None = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError(f"got {seeds}; allowed: distinct integers >= 0")
+        return seeds
 
 
 class TrainParams(Strict):
@@ -141,8 +150,8 @@ class TrainParams(Strict):
     augment: Augment = Augment()
     batchout: BatchOutParams = BatchOutParams()
     adversarial: Adversarial = Adversarial()
-    runs: dict[str, RunSpec] = Field(default_factory=dict)
-    # Runs whose BatchOut k and n come from the tune stage (tune/best.yaml): dvc.yaml makes only
+    runs: dict[str, RunSpec] = Field(default_factory=dict)  # arm name -> arm; one DVC stage per arm
+    # Arms whose BatchOut k and n come from the tune stage (tune/best.yaml): dvc.yaml makes only
     # these depend on it, so tuning never retrains the other models.
     tuned_runs: dict[str, RunSpec] = Field(default_factory=dict)
 
@@ -151,6 +160,11 @@ class TrainParams(Strict):
         check_device(self.device, "device")
         for name in set(self.runs) & set(self.tuned_runs):
             raise ValueError(f"tuned_runs.{name}: the name is also in train.runs; names must be unique")
+        for name in self.all_runs():
+            if split_run(name) is not None:
+                section = "tuned_runs" if name in self.tuned_runs else "runs"
+                raise ValueError(f"{section}.{name}: an arm name must not end in -s<N> (each seed's run "
+                                 f"is named <arm>-s<seed>); allowed: e.g. {split_run(name)[0]}")
         for name, spec in self.runs.items():
             if (spec.batchout or self.batchout).from_tune:
                 raise ValueError(f"runs.{name}: batchout.from_tune needs the run under train.tuned_runs")
@@ -161,7 +175,13 @@ class TrainParams(Strict):
         return self
 
     def all_runs(self) -> dict[str, RunSpec]:
+        """Every arm (train.runs, then train.tuned_runs) by name."""
         return {**self.runs, **self.tuned_runs}
+
+    def run_names(self, arm: str | None = None) -> list[str]:
+        """Every seed's run name (``<arm>-s<seed>``), of one arm or of all, in params order."""
+        arms = self.all_runs() if arm is None else {arm: self.all_runs()[arm]}
+        return [run_name(a, seed) for a, spec in arms.items() for seed in spec.seeds]
 
 
 # ----------------------------------------------------------------------------- attack

@@ -164,8 +164,8 @@ def check_params(path: Path) -> tuple[Check, Params | None]:
         params = load_params(path)
     except BatchoutError as err:
         return Check("params", FAIL, str(err), f"fix {path.name} (the message names the key and what is allowed)"), None
-    runs = len(params.train.runs) + len(params.train.tuned_runs)
-    return Check("params", OK, f"{path}: {len(params.data.datasets)} data sets, {runs} runs"), params
+    arms, runs = len(params.train.all_runs()), len(params.train.run_names())
+    return Check("params", OK, f"{path}: {len(params.data.datasets)} data sets, {arms} arms, {runs} runs"), params
 
 
 # ---------------------------------------------------------------- data

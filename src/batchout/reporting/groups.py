@@ -8,7 +8,6 @@ Accuracies are fractions in [0, 1] everywhere (shown as percentages by ``batchou
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -96,17 +95,12 @@ class Group:
 
 
 def group_labels(specs: dict[str, RunSpec], tuned: Iterable[str]) -> dict[str, str]:
-    """Run name -> group label. Runs whose settings differ only in the seed share a label."""
+    """Arm name -> group label: the method (``(tuned)`` for a tuned arm), and the arm's name in
+    brackets when another arm has the same data set, model and method (say two BatchOut settings)."""
     tuned = set(tuned)
-    sig = {n: (s.model_dump_json(exclude={"seed"}), n in tuned) for n, s in specs.items()}
     base = {n: s.method + (" (tuned)" if n in tuned else "") for n, s in specs.items()}
-    labels = {}
-    for name, spec in specs.items():
-        rivals = {sig[o] for o, so in specs.items()
-                  if (so.dataset, so.model, base[o]) == (spec.dataset, spec.model, base[name])}
-        stem = re.sub(r"-s\d+$", "", min(o for o in specs if sig[o] == sig[name]))
-        labels[name] = base[name] if len(rivals) == 1 else f"{base[name]} [{stem}]"
-    return labels
+    key = {n: (s.dataset, s.model, base[n]) for n, s in specs.items()}
+    return {n: base[n] if list(key.values()).count(key[n]) == 1 else f"{base[n]} [{n}]" for n in specs}
 
 
 def make_groups(records: Iterable[RunRecord]) -> list[Group]:

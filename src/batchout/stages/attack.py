@@ -1,6 +1,7 @@
-"""Attack stage: robust accuracy of one trained model over the eps grid, with sanity checks.
+"""Attack stage: robust accuracy of an arm's trained models (one per seed) over the eps grid, with
+sanity checks.
 
-Usage: ``metrics = run(params, "mnist-lenet-standard-s0", Paths())``
+Usage: ``results = run(params, "mnist-lenet-standard", Paths())`` -> ``{"mnist-lenet-standard-s0": {...}, ...}``
 
 Refuses (one line, exit 2) a model file that is missing, corrupt, not a plain weights file, or
 of another run (name, data set, architecture, method, seed, input shape). Writes
@@ -19,14 +20,14 @@ from typing import Any
 import torch
 
 from batchout import tracking
-from batchout.config import Params
+from batchout.config import Params, runs_of
 from batchout.data.loader import load_meta, load_split, seeded_subset
-from batchout.device import resolve_device
+from batchout.device import channels_last, resolve_device
 from batchout.errors import BatchoutError
 from batchout.evaluation.checks import sanity_checks
 from batchout.evaluation.robust import robust_grid
 from batchout.io import eps_key, read_metrics, write_csv, write_json
-from batchout.paths import Paths
+from batchout.paths import Paths, split_run
 from batchout.reporting.plots import plot_robustness
 from batchout.reporting.stats import wilson
 from batchout.training.checkpoint import check_model_fits, load_model
@@ -39,11 +40,15 @@ def attack_subset(paths: Paths, dataset: str, size: int | None, seed: int) -> tu
     return x[idx], y[idx], idx
 
 
-def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
-    runs = params.train.all_runs()
-    if name not in runs:
-        raise BatchoutError(f"run: unknown value {name!r}; allowed: {', '.join(runs)}")
-    spec, a = runs[name], params.attack
+def run(params: Params, name: str, paths: Paths) -> dict[str, dict[str, Any]]:
+    """Attack every run of arm ``name`` (or the one run ``name``): run -> result."""
+    return {run_: attack_one(params, run_, paths) for run_ in runs_of(params.train, name)}
+
+
+def attack_one(params: Params, name: str, paths: Paths) -> dict[str, Any]:
+    runs_of(params.train, name)  # refuses an unknown name with the allowed ones
+    arm, seed = split_run(name)
+    spec, a = params.train.all_runs()[arm], params.attack
     if spec.dataset not in a.eps:
         raise BatchoutError(f"attack.eps: no budgets for data set {spec.dataset!r}; add attack.eps.{spec.dataset}")
     eps = sorted(a.eps[spec.dataset])
@@ -52,16 +57,16 @@ def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
     model, cfg, meta = load_model(model_path)
     # A file of another run (copied, or a stale out) would be attacked under this run's name.
     check_model_fits(model_path, cfg, meta, load_meta(paths.prepared(spec.dataset)), name=name,
-                     dataset=spec.dataset, model=spec.model, method=spec.method, seed=spec.seed)
+                     dataset=spec.dataset, model=spec.model, method=spec.method, seed=seed)
     tracking.configure(tracking.repo_root(paths.root))  # after the inputs are known good; fails fast on a dead server
-    model.to(device)
+    channels_last(model.to(device))
     x, y, idx = attack_subset(paths, spec.dataset, a.subset, a.seed)
     torch.manual_seed(a.seed)  # random starts and Square's proposals are reproducible
     started = time.perf_counter()
-    grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device)
+    grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device, reuse_eps=True)
     large = a.checks.large_eps.get(spec.dataset, 2 * max(eps))
     checks = sanity_checks(model, x, y, grid, a.checks, large, a.batch_size, device)
-    result = {"run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method, "seed": spec.seed,
+    result = {"run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method, "seed": seed,
               "n_examples": len(y), "examples_sha256": _sha(idx), "clean_acc": grid["clean_acc"], "eps": eps,
               **_robust(grid, eps, len(y)),
               "checks": checks, "seconds": round(time.perf_counter() - started, 2)}

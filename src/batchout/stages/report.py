@@ -28,18 +28,20 @@ RUN_NAME = "report"
 
 
 def load_records(params: Params, paths: Paths) -> list[grouping.RunRecord]:
-    """One record per configured run (train.runs then train.tuned_runs), in params order."""
+    """One record per configured run (every seed of train.runs, then of train.tuned_runs), in params order."""
     specs = params.train.all_runs()
     if not specs:
         raise BatchoutError("report: train.runs and train.tuned_runs are both empty; nothing to report")
     labels = grouping.group_labels(specs, params.train.tuned_runs)
     records = []
-    for name, spec in specs.items():
-        suffix = "_tuned" if name in params.train.tuned_runs else ""
-        train = read_metrics(paths.train_metrics(name), f"train{suffix}@{name}", ("test_acc",))
-        attack = read_metrics(paths.attack_metrics(name), f"attack{suffix}@{name}", ("clean_acc", "eps", "robust_acc"))
-        records.append(grouping.RunRecord(name, spec.dataset, spec.model, spec.method, labels[name], train, attack,
-                                          seed=spec.seed))
+    for arm, spec in specs.items():
+        suffix = "_tuned" if arm in params.train.tuned_runs else ""
+        for seed, name in zip(spec.seeds, params.train.run_names(arm), strict=True):
+            train = read_metrics(paths.train_metrics(name), f"train{suffix}@{arm}", ("test_acc",))
+            attack = read_metrics(paths.attack_metrics(name), f"attack{suffix}@{arm}",
+                                  ("clean_acc", "eps", "robust_acc"))
+            records.append(grouping.RunRecord(name, spec.dataset, spec.model, spec.method, labels[arm], train, attack,
+                                              seed=seed))
     return records
 
 

@@ -1,6 +1,10 @@
-"""Train stage: one (data set, model, method, seed) run from params to model, metrics and MLflow.
+"""Train stage: an arm's runs (one per seed) from params to models, metrics and MLflow.
 
-Usage: ``metrics = run(params, "mnist-lenet-standard-s0", Paths())``
+Usage: ``metrics = run(params, "mnist-lenet-standard", Paths())`` -> ``{"mnist-lenet-standard-s0": {...}, ...}``;
+one seed: ``run(params, "mnist-lenet-standard-s1", Paths())``
+
+The seeds of an arm train one after the other in one process, so they share its start-up (imports,
+the MLflow store, the data on the device): on 2 CPU cores that start-up is as long as a LeNet run.
 
 Resumable: a checkpoint is written atomically after every epoch; running the stage again after a
 kill continues from it (same MLflow run) and ends with the same metrics as an uninterrupted run.
@@ -16,13 +20,13 @@ from typing import Any
 import torch
 
 from batchout import tracking
-from batchout.config import Params, RunConfig, resolve_run
+from batchout.config import Params, RunConfig, resolve_run, runs_of
 from batchout.config.tuned import read_tune_result
 from batchout.data.loader import load_meta, load_split
-from batchout.device import resolve_device, seed_everything
+from batchout.device import channels_last, resolve_device, seed_everything
 from batchout.io import write_csv, write_json
 from batchout.models.build import build_model
-from batchout.paths import Paths
+from batchout.paths import Paths, split_run
 from batchout.reporting.plots import plot_training_curves
 from batchout.training.checkpoint import (
     fingerprint,
@@ -62,7 +66,9 @@ def _write_outputs(paths: Paths, cfg: RunConfig, model: torch.nn.Module, meta: d
 
 
 def _setup(params: Params, name: str, paths: Paths) -> tuple[RunConfig, torch.device, Dist]:
-    best = read_tune_result(paths.tune_best) if name in params.train.tuned_runs else None
+    parts = split_run(name)
+    tuned = parts is not None and parts[0] in params.train.tuned_runs
+    best = read_tune_result(paths.tune_best) if tuned else None
     cfg = resolve_run(params.train, name, None if best is None else {"k": best.k, "n": best.n})
     dist, device = Dist.from_env(resolve_device(cfg.device))
     dist.check_batch(cfg.batch_size)
@@ -71,15 +77,18 @@ def _setup(params: Params, name: str, paths: Paths) -> tuple[RunConfig, torch.de
 
 def _build(cfg: RunConfig, meta: dict[str, Any], device: torch.device, dist: Dist) -> torch.nn.Module:
     seed_everything(cfg.seed, cfg.deterministic, device)
-    model = build_model(cfg, meta).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # NHWC convolutions are faster on tensor cores
+    model = channels_last(build_model(cfg, meta).to(device))
     if dist.rank:  # same initial weights (DDP copies rank 0's), independent crops, flips and partners
         torch.manual_seed(cfg.seed + 7919 * dist.rank)
     return model
 
 
-def run(params: Params, name: str, paths: Paths) -> dict[str, Any]:
+def run(params: Params, name: str, paths: Paths) -> dict[str, dict[str, Any]]:
+    """Train every run of arm ``name`` (or the one run ``name``), seed after seed: run -> metrics."""
+    return {run_: train_one(params, run_, paths) for run_ in runs_of(params.train, name)}
+
+
+def train_one(params: Params, name: str, paths: Paths) -> dict[str, Any]:
     """Train one run; under ``torchrun`` every rank calls this and rank 0 alone writes and logs."""
     cfg, device, dist = _setup(params, name, paths)
     try:

@@ -43,7 +43,7 @@ from batchout import tracking, tuning
 from batchout.config import BatchOutParams, Params, RunConfig
 from batchout.config.tuned import write_tune_result
 from batchout.data.loader import load_meta, load_split, seeded_subset
-from batchout.device import resolve_device, seed_everything
+from batchout.device import channels_last, resolve_device, seed_everything
 from batchout.errors import BatchoutError
 from batchout.evaluation.robust import robust_grid
 from batchout.io import atomic_dir
@@ -59,7 +59,7 @@ def trial_config(params: Params, k: float, n: float, name: str = "tune-trial") -
     optimizer, schedule, batch sizes, augmentation and device, and this trial's k and n."""
     tune, train = params.tune, params.train
     return RunConfig(
-        name=name, dataset=tune.dataset, model=tune.model, method=tune.method, seed=tune.seed,
+        name=name, arm=name, dataset=tune.dataset, model=tune.model, method=tune.method, seed=tune.seed,
         model_kwargs=tune.model_kwargs, epochs=tune.epochs, batch_size=train.batch_size,
         eval_batch_size=train.eval_batch_size, device=train.device,
         deterministic=False,  # train.deterministic is not a tune dependency in dvc.yaml; CPU is exact anyway
@@ -154,7 +154,7 @@ class TrialRunner:
     def __call__(self, ctx: tuning.TrialContext) -> tuple[float, float]:
         cfg = trial_config(self.params, ctx.k, ctx.n, child_run_name(self.study, ctx.number))
         seed_everything(cfg.seed, cfg.deterministic, self.device)
-        model = build_model(cfg, self.meta).to(self.device)
+        model = channels_last(build_model(cfg, self.meta).to(self.device))
         last: dict[str, float] = {}
         tags = {**tracking.run_tags(), "optuna.study": self.study, "optuna.trial": ctx.number}
         pruned: tuning.TrialPruned | None = None
