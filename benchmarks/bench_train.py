@@ -51,8 +51,8 @@ class PilDataset(Dataset):
 def _config(model: str, kwargs: dict[str, Any], pad: int, flip: bool, method: str = "standard") -> RunConfig:
     spec = {"dataset": "mnist", "model": model, "method": method, "model_kwargs": kwargs,
             "augment": {"crop_padding": pad, "flip": flip}}
-    train = TrainParams.model_validate({"batch_size": 128, "epochs": 1, "runs": {"bench": spec}})
-    return resolve_run(train, "bench")
+    train = TrainParams.model_validate({"batch_size": 128, "epochs": 1, "runs": {"bench": spec}})  # one arm, seed 0
+    return resolve_run(train, "bench-s0")
 
 
 def _meta(shape: tuple[int, int, int]) -> dict[str, Any]:

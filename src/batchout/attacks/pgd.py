@@ -12,11 +12,6 @@ from batchout.attacks.base import Attack, LossFn, box, cross_entropy, project
 from batchout.attacks.registry import register_attack
 
 
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-example bool mask shaped to broadcast over images."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
-
-
 @register_attack("pgd")
 class PGD(Attack):
     """Projected Gradient Descent (Madry et al. 2018, "Towards Deep Learning Models Resistant to
@@ -86,14 +81,27 @@ class PGD(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One PGD run: the kept point per example and whether it is known to fool the model."""
         adv = project(x + torch.empty_like(x).uniform_(-eps, eps), lo, hi) if self.random_start else x
-        kept, hit = adv, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         loss_fn: LossFn = self.loss
-        for t in range(self.steps):
-            grad, logits = self.input_grad(loss_fn, adv, y)
-            if t > 0:  # the logits of the current iterate come free with its gradient
-                kept = torch.where(_rows(hit, adv), kept, adv)  # follows adv until the first success
-                hit = hit | (logits.argmax(1) != y)
-            adv = project(adv.add(grad.sign(), alpha=alpha), lo, hi)  # 3 kernels: few launches per step
         if not self.early_stop:
+            for _ in range(self.steps):
+                grad, _ = self.input_grad(loss_fn, adv, y)
+                adv = project(adv.add(grad.sign(), alpha=alpha), lo, hi)
             return adv, hit
-        return torch.where(_rows(hit, adv), kept, adv), hit
+        # Early exit: an example leaves the batch at its first fooling iterate, which is what it
+        # returns anyway, so later steps on it were wasted work (eval mode: no example's gradient
+        # depends on the others in the batch; tests/test_speedups.py checks the outputs are equal).
+        kept, act = adv.clone(), torch.arange(len(x), device=x.device)
+        for t in range(self.steps):
+            grad, logits = self.input_grad(loss_fn, adv, y[act])
+            if t > 0:  # the logits of the current iterate come free with its gradient
+                fooled = logits.argmax(1) != y[act]
+                if bool(fooled.any()):
+                    kept[act[fooled]], hit[act[fooled]] = adv[fooled], True
+                    stay = ~fooled
+                    act, adv, grad = act[stay], adv[stay], grad[stay]
+                    if act.numel() == 0:
+                        return kept, hit
+            adv = project(adv.add(grad.sign(), alpha=alpha), lo[act], hi[act])  # 3 kernels: few launches per step
+        kept[act] = adv  # the survivors' final iterates (unchecked, like the last restart's)
+        return kept, hit

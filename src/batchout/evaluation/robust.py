@@ -113,12 +113,18 @@ def robust_grid(
     device: str | torch.device,
     *,
     cascade: bool = False,
+    reuse_eps: bool = False,
 ) -> dict[str, Any]:
     """Accuracy under every attack at every eps, sharing one clean pass.
 
     Only examples classified correctly on clean input are attacked; the rest count as
-    non-robust at every eps. Each eps is attacked independently (nothing is carried between
-    budgets, so monotonicity stays a real check). The model is moved to ``device``.
+    non-robust at every eps. By default each eps is attacked independently (nothing is carried
+    between budgets, so monotonicity stays a real check). ``reuse_eps=True`` carries the sound
+    direction only: an example an attack fooled at a smaller eps is fooled at every larger one (its
+    adversarial example lies inside the larger ball), so larger budgets attack only the examples
+    that attack left robust; an example robust at a larger eps is never assumed robust at a smaller
+    one. Reuse can only lower an accuracy, and only where an attack failed at a larger budget on an
+    example it broke at a smaller one (tests/test_speedups.py). The model is moved to ``device``.
 
     Returns ``n``, ``clean_acc``, ``eps``, ``attacks`` (name -> settings), ``worst_acc`` (per eps:
     an example counts only if it survives every attack, AutoAttack style), ``worst_flags`` (per
@@ -133,6 +139,8 @@ def robust_grid(
     if batch_size < 1:
         raise BatchoutError(f"batch_size: got {batch_size}; allowed: an integer >= 1")
     eps = [check_eps(e) for e in eps]
+    if reuse_eps:
+        eps = sorted(eps)  # carried from each budget to the next larger one
     xf, y = inputs(x, y)
     attackers = {name: create_attack(name, model, **settings) for name, settings in attacks.items()}
     model.to(device)
@@ -144,11 +152,14 @@ def robust_grid(
     worst: list[float] = []
     worst_flags: list[str] = []
     breakdown = {name: {m: [] for m in a.members} for name, a in attackers.items() if isinstance(a, AutoAttack)}
+    # Per attack (and "worst"): the examples not yet fooled at a smaller eps; all clean-correct ones
+    # unless reuse_eps carries the fooled ones over.
+    carried = {name: correct.clone() for name in [*attackers, "worst"]}
     for e in eps:
-        alive = correct.clone()  # per example: robust to every attack so far at this eps
+        alive = carried["worst"].clone()  # per example: robust to every attack so far at this eps
         for name, attack in attackers.items():
             start = time.perf_counter()
-            pool = alive if cascade else correct
+            pool = alive if cascade else carried[name]
             if name in breakdown:  # members one by one, to record which of them broke which points
                 flags = _ensemble(model, attack, xf, y, pool, e, batch_size, device, breakdown[name], n)
             else:
@@ -157,6 +168,10 @@ def robust_grid(
             robust[name].append(_mean(flags, n))
             alive &= flags
             cumulative[name].append(_mean(alive, n))
+            if reuse_eps:
+                carried[name] = flags
+        if reuse_eps:
+            carried["worst"] = alive
         worst.append(_mean(alive, n))
         worst_flags.append("".join("1" if f else "0" for f in alive.tolist()))
     result: dict[str, Any] = {
@@ -169,6 +184,7 @@ def robust_grid(
         "cumulative_acc": cumulative,
         "seconds": {name: round(s, 3) for name, s in seconds.items()},
         "mode": "cascade" if cascade else "independent",
+        "reuse_eps": reuse_eps,
     }
     if not cascade:
         result["robust_acc"] = robust
