@@ -71,4 +71,4 @@ def test_ensemble_called_directly_matches_the_grids_cascade(tiny):
     adv = create_attack("autoattack", model, **CHEAP)(x[clean], y[clean], 0.2)
     with torch.no_grad():
         robust = (model(adv).argmax(1) == y[clean]).float().sum().item() / len(y)
-    assert robust == pytest.approx(grid["robust_acc"]["autoattack"][0], abs=0.02)
+    assert robust == grid["robust_acc"]["autoattack"][0]  # one cascade: the ensemble's own, run by the grid

@@ -8,8 +8,8 @@ parameter-free attacks"): APGD-CE (100 steps) -> APGD-T (9 targets, 100 steps ea
 (9 targets) -> Square (5,000 queries), each run only on the points every earlier one failed to
 break. Ours are this package's ``apgd_ce``, ``apgd_t``, ``fab_t`` and ``square``; a setting per
 member overrides its defaults, and ``false`` leaves the member out (a cheaper, non-standard
-ensemble: the results then name the members that ran). ``batchout.evaluation.robust.robust_grid``
-runs the members itself so that it can report which attack broke which points.
+ensemble: the results then name the members that ran). After a call, ``broken_by`` says per example
+which member broke it (its index in ``members``, -1: none did): ``robust_grid``'s breakdown.
 """
 
 from __future__ import annotations
@@ -45,11 +45,13 @@ class AutoAttack(Attack):
             raise BatchoutError(f"{self.name}: every member is left out; allowed: at least one of {allowed}")
         self.members: dict[str, Attack] = {
             name: create_attack(name, model, **{**STANDARD[name], **(given[name] or {})}) for name in kept}
+        self.broken_by = torch.zeros(0, dtype=torch.long)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
         x_adv = x.clone()
         alive = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        for attack in self.members.values():
+        self.broken_by = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+        for i, attack in enumerate(self.members.values()):
             idx = alive.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
@@ -58,4 +60,5 @@ class AutoAttack(Attack):
                 fooled = self.model(adv).argmax(1) != y[idx]
             x_adv[idx[fooled]] = adv[fooled]
             alive[idx[fooled]] = False
+            self.broken_by[idx[fooled]] = i
         return x_adv

@@ -65,21 +65,26 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.de
 
 def _robust_flags(
     model: nn.Module, attack: Any, x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int, device: torch.device
-) -> torch.Tensor:
-    """Per example: still classified correctly after the attack (examples are all clean-correct)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example: still classified correctly after the attack (examples are all clean-correct),
+    and, for an ensemble, the index of the member that broke it (-1: none, or not an ensemble)."""
+    broken = torch.full((len(x),), -1, dtype=torch.long)
     if eps == 0.0 or len(x) == 0:  # x_adv == x: the clean pass already decided
-        return torch.ones(len(x), dtype=torch.bool)
-    flags = []
+        return torch.ones(len(x), dtype=torch.bool), broken
+    flags, members = [], []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device, non_blocking=True)
         yb = y[i : i + batch_size].to(device, non_blocking=True)
         x_adv = attack(xb, yb, eps)
+        if isinstance(attack, AutoAttack):
+            members.append(attack.broken_by)
         # Scored in eval mode like the attack ran: a model left in train mode by its caller (the
         # tune stage's freshly trained trial) would otherwise be judged with BatchOut, dropout and
         # batch statistics active, i.e. a different model than the one attacked.
         with torch.inference_mode(), frozen(model), fp32_region(device):
             flags.append(model(x_adv).argmax(1) == yb)
-    return torch.cat(flags).cpu()  # one device sync per (attack, eps), none per batch
+    # one device sync per (attack, eps), none per batch
+    return torch.cat(flags).cpu(), (torch.cat(members).cpu() if members else broken)
 
 
 def _attack_pool(
@@ -91,12 +96,14 @@ def _attack_pool(
     eps: float,
     batch_size: int,
     device: torch.device,
-) -> torch.Tensor:
-    """Robust flags for all N examples: attacked where ``pool`` is set, False elsewhere."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Robust flags for all N examples (attacked where ``pool`` is set, False elsewhere), and the
+    breaking member's index per example (-1 elsewhere)."""
     idx = pool.nonzero().squeeze(1)
     flags = torch.zeros(len(y), dtype=torch.bool)
-    flags[idx] = _robust_flags(model, attack, x[idx], y[idx], eps, batch_size, device)
-    return flags
+    broken = torch.full((len(y),), -1, dtype=torch.long)
+    flags[idx], broken[idx] = _robust_flags(model, attack, x[idx], y[idx], eps, batch_size, device)
+    return flags, broken
 
 
 def _mean(flags: torch.Tensor, n: int) -> float:
@@ -160,10 +167,9 @@ def robust_grid(
         for name, attack in attackers.items():
             start = time.perf_counter()
             pool = alive if cascade else carried[name]
-            if name in breakdown:  # members one by one, to record which of them broke which points
-                flags = _ensemble(model, attack, xf, y, pool, e, batch_size, device, breakdown[name], n)
-            else:
-                flags = _attack_pool(model, attack, xf, y, pool, e, batch_size, device)
+            flags, broken = _attack_pool(model, attack, xf, y, pool, e, batch_size, device)
+            for j, member in enumerate(breakdown.get(name, {})):  # accuracy after each ensemble member
+                breakdown[name][member].append(_mean(pool & ~((broken >= 0) & (broken <= j)), n))
             seconds[name] += time.perf_counter() - start
             robust[name].append(_mean(flags, n))
             alive &= flags
@@ -191,14 +197,3 @@ def robust_grid(
     if breakdown:
         result["breakdown"] = breakdown
     return result
-
-
-def _ensemble(model: nn.Module, ensemble: AutoAttack, x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, eps: float,
-              batch_size: int, device: torch.device, record: dict[str, list[float]], n: int) -> torch.Tensor:
-    """Run the ensemble's members in order, each on the points still robust; ``record[member]`` gets
-    the accuracy after that member (the last one is the ensemble's)."""
-    alive = pool.clone()
-    for member, attack in ensemble.members.items():
-        alive = _attack_pool(model, attack, x, y, alive, eps, batch_size, device)
-        record[member].append(_mean(alive, n))
-    return alive
