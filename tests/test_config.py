@@ -150,11 +150,14 @@ def test_empty_document_gives_defaults():
 
 
 def test_resolve_run_merges_overrides(doc):
+    doc["train"]["runs"]["cifar3-x"] = {"dataset": "cifar3", "model": "resnet_bottleneck", "method": "standard",
+                                        "seeds": [2], "model_kwargs": {"blocks": [1, 1, 1]}, "epochs": 7,
+                                        "augment": {"crop_padding": 4, "flip": True}}
     params = parse_params(doc)
-    cfg = resolve_run(params.train, "cifar3-resnet_bottleneck-standard-s0")
-    assert cfg.augment.crop_padding == 4 and cfg.epochs == params.train.epochs
-    assert cfg.model_kwargs == {"blocks": [1, 1, 1], "width": 8}
-    assert (cfg.arm, cfg.seed) == ("cifar3-resnet_bottleneck-standard", 0)
+    cfg = resolve_run(params.train, "cifar3-x-s2")
+    assert cfg.augment.crop_padding == 4 and cfg.epochs == 7 and cfg.optimizer == params.train.optimizer
+    assert cfg.model_kwargs == {"blocks": [1, 1, 1]} and cfg.batchout == params.train.batchout
+    assert (cfg.arm, cfg.seed) == ("cifar3-x", 2)
     with pytest.raises(BatchoutError, match="allowed: mnist-lenet-standard-s0"):
         resolve_run(params.train, "nope")
     with pytest.raises(BatchoutError, match="run: unknown value 'mnist-lenet-standard-s9'"):
