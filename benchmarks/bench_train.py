@@ -23,12 +23,14 @@ from torchvision import transforms
 
 from batchout.config import TrainParams
 from batchout.config.run import RunConfig, resolve_run
+from batchout.device import channels_last
 from batchout.models.build import build_model
 from batchout.training.loop import Split, make_optimizer, train_epoch
 from batchout.training.schedule import make_scheduler
 
 SETUPS = {  # name -> (model, model_kwargs, shape C x H x W, crop padding, flip)
     "lenet/mnist-shape": ("lenet", {}, (1, 28, 28), 0, False),
+    "lenet/cifar-shape (quick profile)": ("lenet", {}, (3, 32, 32), 4, True),
     "resnet_bottleneck(1,1,1)/cifar-shape": ("resnet_bottleneck", {"blocks": [1, 1, 1]}, (3, 32, 32), 4, True),
 }
 
@@ -63,9 +65,7 @@ def _meta(shape: tuple[int, int, int]) -> dict[str, Any]:
 def project_images_per_s(cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, repeats: int,
                          device: torch.device) -> float:
     torch.manual_seed(0)
-    model = build_model(cfg, _meta(tuple(x.shape[1:]))).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = channels_last(build_model(cfg, _meta(tuple(x.shape[1:]))).to(device))  # as the train stage does
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg.schedule, len(y) // cfg.batch_size, 1 + repeats)
     split = Split(x.to(device), y.to(device))

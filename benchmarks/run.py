@@ -1,5 +1,6 @@
 """All benchmarks in one table: training and PGD throughput against plain-PyTorch baselines
-measured in the same process, BatchOut's cost per training step, and pipeline wall times.
+measured in the same process, BatchOut's cost per training step, attack time against the AutoAttack
+authors' code (pyautoattack), per-stage start-up seconds, and pipeline wall times.
 
 Usage: ``python -m benchmarks.run [--device cuda] [--full-repro]`` (``make bench``)
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import bench_pgd, bench_repro, bench_train
+from benchmarks import bench_attack, bench_pgd, bench_repro, bench_startup, bench_train
 
 
 def main() -> None:
@@ -32,6 +33,10 @@ def main() -> None:
     print(f"\nPGD-{p['steps']} eps {p['eps']} (lenet, batch {p['batch_size']})")
     for name, v in p["images_per_s"].items():
         print(f"{name:<40} {v:>10.1f} img/s {p['ratio_to_plain'][name]:>6.2f}x plain")
+    print()
+    bench_attack.print_table(bench_attack.run(examples=200, repeats=2, device=args.device))
+    print()
+    bench_startup.print_table(bench_startup.run(repeats=3))
     _print_repro(bench_repro.run(Path("."), args.full_repro))
 
 
