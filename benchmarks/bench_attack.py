@@ -34,6 +34,7 @@ TRAIN_IMAGES = 5000  # one epoch of LeNet: ~13 s on 2 busy cores
 # Default eps per data source, so APGD-CE-20 leaves robust accuracy between 10 % and 90 % (synthetic
 # bars are 170 grey levels above the noise: 0.1 (25 levels) breaks none of them, 0.2 about half).
 EPS = {"MNIST": 0.1, "synthetic digits": 0.2}
+EPS_PAIR = (None, 0.2)  # benchmarks.run: the data source's default, then a budget that breaks most MNIST points
 
 Attack = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y) -> x_adv, pixels in [0, 1]
 
