@@ -25,6 +25,7 @@ from conftest import REPO, tiny_params, write_mnist_raw
 from servers import Server, free_port, get, get_json, launch, port_open, post_json, start_server
 
 from batchout.config import Params, parse_params
+from batchout.paths import Paths
 
 RUN = "mnist-lenet-standard-s0"
 SHARE_KEY = "batchout-robust"  # the UI's own "share view" mechanism: an experiment tag holds the view
@@ -251,8 +252,8 @@ def test_cli_logs_train_and_attack_to_a_tracking_server(client_root, tmp_path):
         client = MlflowClient(tracking_uri=server.url)
         exp = client.get_experiment_by_name("mnist")
         (run,) = client.search_runs([exp.experiment_id])
-        metrics_file = json.loads((client_root / "metrics" / "train" / f"{RUN}.json").read_text())
-        attack_file = json.loads((client_root / "metrics" / "attack" / f"{RUN}.json").read_text())
+        metrics_file = json.loads(Paths(client_root).train_metrics(RUN).read_text())
+        attack_file = json.loads(Paths(client_root).attack_metrics(RUN).read_text())
         assert run.info.run_id == metrics_file["mlflow_run_id"] and run.info.status == "FINISHED"
         assert run.data.params["epochs"] == "2" and run.data.params["method"] == "standard"
         history = client.get_metric_history(run.info.run_id, "val_acc")
