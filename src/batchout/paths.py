@@ -50,6 +50,11 @@ def artifacts_beside(uri: str) -> str | None:
 class Paths:
     root: Path = Path(".")
 
+    @property
+    def params_valid(self) -> Path:
+        """The validate stage's marker: params.yaml passed the schema check (every stage depends on it)."""
+        return self.root / "data" / "params.valid"
+
     # Per-run files sit in one folder per arm: the arm's DVC stage declares that folder as its output.
     def prepared(self, dataset: str) -> Path:
         return self.root / "data" / "prepared" / dataset
