@@ -80,7 +80,7 @@ def _weights(paths: Paths, run: str = STD) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def test_same_seed_gives_bit_identical_metrics(tiny_project):
+def test_same_seed_gives_bit_identical_metrics(tiny_project, monkeypatch):
     params, paths = tiny_project
     twin = _fresh_root(paths, "twin")
     first = train_stage.train_one(params, STD, paths)
@@ -99,7 +99,11 @@ def test_same_seed_gives_bit_identical_metrics(tiny_project):
     runs = dict(params.train.runs, **{arm: params.train.runs[arm].model_copy(update={"seeds": [0, 1]})})
     reseeded = params.model_copy(update={"train": params.train.model_copy(update={"runs": runs})})
     other = _fresh_root(paths, "other-seed")
+    reads: list[str] = []
+    real = train_stage.load_split
+    monkeypatch.setattr(train_stage, "load_split", lambda folder, split: reads.append(split) or real(folder, split))
     both = train_stage.run(reseeded, arm, other)  # the arm: every seed, one after the other
+    assert reads == ["train", "val", "test"]  # the seeds share one read (and sha256 check) of the data
     assert list(both) == [STD, f"{arm}-s1"] and both[STD]["test_acc"] == first["test_acc"]
     assert _losses(other.train_curve(STD).read_text()) == losses  # seed 0 is not disturbed by its sibling
     assert _losses(other.train_curve(f"{arm}-s1").read_text()) != losses

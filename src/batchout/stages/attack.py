@@ -32,6 +32,8 @@ from batchout.reporting.plots import plot_robustness
 from batchout.reporting.stats import wilson
 from batchout.training.checkpoint import check_model_fits, load_model
 
+Loaded = dict[str, tuple[dict[str, Any], tuple[torch.Tensor, ...]]]  # data set -> (meta, attack_subset)
+
 
 def attack_subset(paths: Paths, dataset: str, size: int | None, seed: int) -> tuple[torch.Tensor, ...]:
     """A fixed, seeded subset of the test split: every model of a data set sees the same images."""
@@ -40,12 +42,24 @@ def attack_subset(paths: Paths, dataset: str, size: int | None, seed: int) -> tu
     return x[idx], y[idx], idx
 
 
+def _inputs(params: Params, dataset: str, paths: Paths, loaded: Loaded | None) -> tuple[dict[str, Any], tuple]:
+    """meta.json and the attacked subset, read (and sha256-checked) once per data set and call."""
+    if loaded is not None and dataset in loaded:
+        return loaded[dataset]
+    out = load_meta(paths.prepared(dataset)), attack_subset(paths, dataset, params.attack.subset, params.attack.seed)
+    if loaded is not None:
+        loaded[dataset] = out
+    return out
+
+
 def run(params: Params, name: str, paths: Paths) -> dict[str, dict[str, Any]]:
     """Attack every run of arm ``name`` (or the one run ``name``): run -> result."""
-    return {run_: attack_one(params, run_, paths) for run_ in runs_of(params.train, name)}
+    loaded: Loaded = {}
+    return {run_: attack_one(params, run_, paths, loaded) for run_ in runs_of(params.train, name)}
 
 
-def attack_one(params: Params, name: str, paths: Paths) -> dict[str, Any]:
+def attack_one(params: Params, name: str, paths: Paths, loaded: Loaded | None = None) -> dict[str, Any]:
+    """Attack one run; ``loaded``: the data set's inputs from an earlier seed of the same call."""
     runs_of(params.train, name)  # refuses an unknown name with the allowed ones
     arm, seed = split_run(name)
     spec, a = params.train.all_runs()[arm], params.attack
@@ -55,12 +69,12 @@ def attack_one(params: Params, name: str, paths: Paths) -> dict[str, Any]:
     device = resolve_device(a.device)
     model_path = paths.model_dir(name) / "model.pt"
     model, cfg, meta = load_model(model_path)
+    prepared, (x, y, idx) = _inputs(params, spec.dataset, paths, loaded)
     # A file of another run (copied, or a stale out) would be attacked under this run's name.
-    check_model_fits(model_path, cfg, meta, load_meta(paths.prepared(spec.dataset)), name=name,
+    check_model_fits(model_path, cfg, meta, prepared, name=name,
                      dataset=spec.dataset, model=spec.model, method=spec.method, seed=seed)
     tracking.configure(tracking.repo_root(paths.root))  # after the inputs are known good; fails fast on a dead server
     channels_last(model.to(device))
-    x, y, idx = attack_subset(paths, spec.dataset, a.subset, a.seed)
     torch.manual_seed(a.seed)  # random starts and Square's proposals are reproducible
     started = time.perf_counter()
     grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device, reuse_eps=True)

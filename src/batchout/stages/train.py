@@ -38,11 +38,20 @@ from batchout.training.checkpoint import (
 from batchout.training.distributed import Dist
 from batchout.training.loop import Split, TrainState, accuracy, fit
 
+Loaded = dict[str, tuple[dict[str, Any], list[Split]]]  # data set -> (meta, splits on the device)
 
-def load_data(paths: Paths, dataset: str, device: torch.device) -> tuple[dict[str, Any], list[Split]]:
+
+def load_data(paths: Paths, dataset: str, device: torch.device,
+              loaded: Loaded | None = None) -> tuple[dict[str, Any], list[Split]]:
+    """The prepared splits on ``device`` (sha256-checked); ``loaded`` keeps them for the next seed of
+    the same call, so an arm reads and hashes its data once (training never writes to them)."""
+    if loaded is not None and dataset in loaded:
+        return loaded[dataset]
     folder = paths.prepared(dataset)
     meta = load_meta(folder)
     splits = [Split(*[t.to(device) for t in load_split(folder, s)]) for s in ("train", "val", "test")]
+    if loaded is not None:
+        loaded[dataset] = meta, splits
     return meta, splits
 
 
@@ -85,14 +94,17 @@ def _build(cfg: RunConfig, meta: dict[str, Any], device: torch.device, dist: Dis
 
 def run(params: Params, name: str, paths: Paths) -> dict[str, dict[str, Any]]:
     """Train every run of arm ``name`` (or the one run ``name``), seed after seed: run -> metrics."""
-    return {run_: train_one(params, run_, paths) for run_ in runs_of(params.train, name)}
+    loaded: Loaded = {}
+    return {run_: train_one(params, run_, paths, loaded) for run_ in runs_of(params.train, name)}
 
 
-def train_one(params: Params, name: str, paths: Paths) -> dict[str, Any]:
-    """Train one run; under ``torchrun`` every rank calls this and rank 0 alone writes and logs."""
+def train_one(params: Params, name: str, paths: Paths, loaded: Loaded | None = None) -> dict[str, Any]:
+    """Train one run; under ``torchrun`` every rank calls this and rank 0 alone writes and logs.
+    ``loaded``: data already on the device from an earlier seed of the same call (see load_data)."""
     cfg, device, dist = _setup(params, name, paths)
     try:
-        meta, splits = load_data(paths, cfg.dataset, device)  # refuses tampered data before MLflow is touched
+        # refuses tampered data before MLflow is touched
+        meta, splits = load_data(paths, cfg.dataset, device, loaded)
         if dist.is_main:
             tracking.configure(tracking.repo_root(paths.root))  # fails fast on an unreachable server
         model = _build(cfg, meta, device, dist)
