@@ -19,6 +19,7 @@ from batchout.errors import BatchoutError
 F = TypeVar("F", bound=Callable[..., Any])
 
 PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params file (default: params.yaml)")
+NAME_HELP = "an arm (a key of train.runs / train.tuned_runs), or one run <arm>-s<seed>"  # train and attack
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -10,9 +10,7 @@ from pathlib import Path
 import typer
 
 from batchout.paths import Paths
-from pipeline._common import PARAMS_OPTION, load, run_cli, stage_command
-
-NAME_HELP = "an arm (a key of train.runs / train.tuned_runs), or one run <arm>-s<seed>"
+from pipeline._common import NAME_HELP, PARAMS_OPTION, load, run_cli, stage_command
 
 
 @stage_command

@@ -18,7 +18,7 @@ from batchout import tracking
 from batchout.config import Params
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir, read_metrics, write_json, write_text
-from batchout.paths import Paths
+from batchout.paths import Paths, run_name
 from batchout.reporting import compare, render, tables
 from batchout.reporting import groups as grouping
 from batchout.reporting.plots import plot_robustness
@@ -36,7 +36,8 @@ def load_records(params: Params, paths: Paths) -> list[grouping.RunRecord]:
     records = []
     for arm, spec in specs.items():
         suffix = "_tuned" if arm in params.train.tuned_runs else ""
-        for seed, name in zip(spec.seeds, params.train.run_names(arm), strict=True):
+        for seed in spec.seeds:
+            name = run_name(arm, seed)
             train = read_metrics(paths.train_metrics(name), f"train{suffix}@{arm}", ("test_acc",))
             attack = read_metrics(paths.attack_metrics(name), f"attack{suffix}@{arm}",
                                   ("clean_acc", "eps", "robust_acc"))
