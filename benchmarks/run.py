@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import bench_attack, bench_pgd, bench_repro, bench_startup, bench_train
+from benchmarks import bench_attack, bench_layout, bench_pgd, bench_repro, bench_startup, bench_train
 
 
 def main() -> None:
@@ -29,6 +29,9 @@ def main() -> None:
     for r in bench_train.run(args.images, repeats=3, device=args.device):
         print(f"{r['setup']:<40} {r['project_img_s']:>10} {r['plain_img_s']:>11} {r['speedup']:>8.2f} "
               f"{r['batchout_overhead']:>10.1%} {r['batchout_final_overhead']:>10.1%}")
+    if args.device == "cpu":  # the layout and compile choice for CPU training (gpu_check.sh covers CUDA)
+        print()
+        bench_layout.print_table(bench_layout.run(compile_too=True))
     p = bench_pgd.run(images=1000, batch_size=250 if args.device == "cpu" else 1000, device=args.device)
     print(f"\nPGD-{p['steps']} eps {p['eps']} (lenet, batch {p['batch_size']})")
     for name, v in p["images_per_s"].items():
