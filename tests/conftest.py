@@ -1,6 +1,7 @@
 """Shared test helpers: the real params.yaml shrunk to tiny sizes (``tiny_params``, the
 ``tiny_project`` fixture), synthetic MNIST (``synthetic_digits``, ``write_mnist_raw``), the offline
-data mirror and one thread for tiny tensors.
+data mirror, one thread for tiny tensors, and MLflow stores that later test modules never log into
+(``own_store``, ``repo_store``; the ``store`` and ``client`` fixtures).
 
 Usage: a test takes ``tiny_project``, ``mirror`` or ``one_thread`` as an argument; helper modules
 and tests import the rest (``from conftest import tiny_params, write_mnist_raw``; tests/ is on
@@ -9,9 +10,11 @@ sys.path under pytest).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -169,3 +172,53 @@ def mnist_raw(tmp_path: Path) -> Path:
 
     write_mnist(tmp_path / "data/raw/MNIST/raw", MNIST_TRAIN, MNIST_TEST)
     return tmp_path
+
+
+@contextlib.contextmanager
+def own_store(root: Path) -> Iterator[None]:
+    """Stages run in-process on a project at ``root``: its own SQLite store (``root/mlruns``), no data
+    mirror; MLflow's URI is reset on exit so later test modules do not log into it."""
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("BATCHOUT_DATA_MIRROR", raising=False)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
+@contextlib.contextmanager
+def repo_store(root: Path) -> Iterator[SimpleNamespace]:
+    """The project's default store under ``root`` (no MLFLOW_TRACKING_URI), configured: ``.root``, ``.uri``."""
+    import mlflow
+
+    from batchout import tracking
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        try:
+            yield SimpleNamespace(root=root, uri=tracking.configure(root))
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Iterator[SimpleNamespace]:
+    """The default SQLite store of a fresh project folder, one per test module (its first use runs
+    MLflow's migrations, a few seconds): ``.root``, ``.uri``."""
+    with repo_store(tmp_path_factory.mktemp("repo")) as made:
+        yield made
+
+
+@pytest.fixture
+def client(store, monkeypatch):
+    """An ``MlflowClient`` on the module's ``store``, MLflow configured to log there."""
+    from mlflow import MlflowClient
+
+    from batchout import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.configure(store.root) == store.uri  # another test may have pointed MLflow elsewhere
+    return MlflowClient(store.uri)

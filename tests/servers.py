@@ -118,8 +118,8 @@ def wait_healthy(server: Server, timeout: float = 60.0, path: str = "/health") -
 
 
 def launch(argv: Sequence[str], port: int, *, log: Path, env: Mapping[str, str] | None = None,
-           cwd: Path | None = None, timeout: float = 60.0) -> Server:
-    """Start ``argv`` (which must listen on ``port``) in its own session and wait for ``/health``.
+           cwd: Path | None = None, timeout: float = 60.0, health: str = "/health") -> Server:
+    """Start ``argv`` (which must listen on ``port``) in its own session and wait for ``health`` to answer 200.
     The caller owns the returned server and must ``stop()`` it (``start_server`` does that)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
@@ -127,7 +127,7 @@ def launch(argv: Sequence[str], port: int, *, log: Path, env: Mapping[str, str] 
                                 env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
     server = Server(proc, f"http://{LOOPBACK}:{port}", port, log)
     try:
-        wait_healthy(server, timeout)
+        wait_healthy(server, timeout, path=health)
     except BaseException:
         server.stop(timeout=5)
         server.kill_leftovers()
@@ -137,9 +137,9 @@ def launch(argv: Sequence[str], port: int, *, log: Path, env: Mapping[str, str] 
 
 @contextlib.contextmanager
 def start_server(argv: Sequence[str], port: int, *, log: Path, env: Mapping[str, str] | None = None,
-                 cwd: Path | None = None, timeout: float = 60.0) -> Iterator[Server]:
+                 cwd: Path | None = None, timeout: float = 60.0, health: str = "/health") -> Iterator[Server]:
     """``launch`` as a context manager: stopped (and its group cleaned up) on exit."""
-    server = launch(argv, port, log=log, env=env, cwd=cwd, timeout=timeout)
+    server = launch(argv, port, log=log, env=env, cwd=cwd, timeout=timeout, health=health)
     try:
         yield server
     finally:

@@ -175,7 +175,7 @@ def test_train_killed_three_times_ends_like_uninterrupted(train_ref, base, tmp_p
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(),
                                                  strict=True))
     assert _png_ok(p.model_dir(RUN) / "curves.png")
-    assert _debris(root, ["models", "metrics", "plots"]) == []
+    assert _debris(root, ["models", "results", "plots"]) == []
     assert sorted(x.name for x in (root / "checkpoints").glob("*/*")) == ["last.pt"]  # the final epoch's, kept
     runs = _runs(root, "mnist")
     assert all(x.info.status != "RUNNING" for x in runs)
@@ -195,7 +195,7 @@ def test_attack_killed_three_times_ends_like_uninterrupted(train_ref, tmp_path):
     got, want = json.loads(p.attack_metrics(RUN).read_text()), json.loads(r.attack_metrics(RUN).read_text())
     assert _drop(got) == _drop(want), landed
     assert _csv(p.attack_curve(RUN)) == _csv(r.attack_curve(RUN))
-    assert _debris(root, ["models", "metrics", "plots"]) == []
+    assert _debris(root, ["models", "results", "plots"]) == []
     runs = _runs(root, "mnist")
     assert [x.info.status for x in runs] == ["FINISHED"]  # robustness goes into the training run, no new run
     (ref_run,) = _runs(ref, "mnist")
@@ -232,8 +232,13 @@ def test_tune_killed_three_times_ends_like_uninterrupted(base, tmp_path):
     ref_rows, _ = _study_rows(ref)
     assert rows == ref_rows and len(rows) == n_trials  # same proposals, in the same order, same values
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED", "FAIL"}  # nothing RUNNING or WAITING
-    plots = sorted((root / "tune" / "plots").iterdir())
+    plots = sorted((root / "tune" / "plots").glob("*.png"))
     assert plots and all(_png_ok(f) for f in plots)
+    def finished(csv: Path) -> list[list[str]]:  # a killed trial is re-queued under a new number
+        rows = [line.split(",")[1:] for line in csv.read_text().splitlines()[1:]]
+        return sorted(r for r in rows if r[0] in ("complete", "pruned"))
+
+    assert finished(root / "tune" / "plots" / "trials.csv") == finished(ref / "tune" / "plots" / "trials.csv")
     assert _debris(root, ["tune"]) == []
     runs = _runs(root, "tune-mnist")
     assert all(x.info.status != "RUNNING" for x in runs)

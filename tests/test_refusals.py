@@ -25,7 +25,7 @@ from batchout.training.loop import TrainState
 
 STD = "mnist-lenet-standard-s0"
 OTHER = "mnist-lenet-batchout-s0"
-OUTPUTS = ("models", "metrics", "plots", "checkpoints")
+OUTPUTS = ("models", "results", "metrics", "plots", "checkpoints")
 
 
 @pytest.fixture

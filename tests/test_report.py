@@ -27,6 +27,7 @@ from batchout.io import write_json
 from batchout.paths import Paths, split_run
 from batchout.reporting import compare, reference, render, tables
 from batchout.reporting import groups as grouping
+from batchout.reporting.stats import wilson
 from batchout.stages import report as stage
 
 EPS = [0.1, 0.25, 0.3]  # 0.1 and 0.3 are in the paper's figure, 0.25 is not
@@ -69,6 +70,7 @@ def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
                   for a, vals in (("pgd", pgd), ("fgsm", fgsm), ("worst", worst))}
         _, _, method, seed = name.split("-")
         flags = {"worst": {f"eps_{e:.4f}": _flags(v, FLAG_START[method]) for e, v in zip(EPS, worst, strict=True)}}
+        ci = {a: {k: list(wilson(v * N_EX, N_EX)) for k, v in accs.items()} for a, accs in robust.items()}
         # the evaluate module's names; stronger_attack_is_square describes a check, it is not one
         checks = {"monotone_ok": True, "large_eps_ok": True, "pgd_vs_fgsm_ok": True, "stronger_attack_is_square": False}
         checks.update({c: False for c in failed or []})
@@ -78,7 +80,7 @@ def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
                                  "acc": [pgd[0] + 0.02, pgd[0] + 0.01, pgd[0]]}
         write_json(paths.attack_metrics(name), {"run": name, "dataset": "mnist", "model": "lenet", "method": method,
                                                 "seed": int(seed[1:]), "n_examples": N_EX, "examples_sha256": "same",
-                                                "clean_acc": clean, "eps": EPS, "robust_acc": robust,
+                                                "clean_acc": clean, "eps": EPS, "robust_acc": robust, "robust_ci": ci,
                                                 "robust_flags": flags, "breakdown": {}, "checks": checks,
                                                 "seconds": 1.0})
 
@@ -198,7 +200,8 @@ def test_markdown_starts_with_the_answer(groups):
 
 
 def test_markdown_has_masking_flag_and_paper_numbers(groups):
-    text = render.to_markdown("T", tables.build_blocks("T", groups, 0.05, {"mnist": "robustness_mnist.png"}))
+    figure = render.Block("img", "robustness", ("robustness_mnist.png", "caption"))
+    text = render.to_markdown("T", tables.build_blocks("T", groups, 0.05, [figure]))
     assert ("mnist-lenet-adversarial-s0: suspected gradient masking; failed checks: "
             "large_eps_ok, monotone_ok") in text  # sorted: the metrics file is written with sorted keys
     assert "lenet adversarial ⚠ suspected gradient masking" in text
@@ -246,12 +249,18 @@ def test_stage_writes_reports_and_mlflow_run(setup):
     params, paths = setup
     doc = stage.run(params, paths)
     out = paths.reports
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md", "robustness_mnist.png",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "report.html", "report.md", "summary.json"]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["robustness_mnist.png"]  # no curves, trials
     page = (out / "report.html").read_text()
     start = page.index("data:image/png;base64,") + len("data:image/png;base64,")
     png = base64.b64decode(page[start:page.index("'", start)])
-    assert png == (out / "robustness_mnist.png").read_bytes() and png[:4] == b"\x89PNG"
+    assert png == (out / "figures" / "robustness_mnist.png").read_bytes() and png[:4] == b"\x89PNG"
+    # the DVC metrics: one file per run and the arms' means, numbers only
+    assert sorted(p.name for p in paths.metrics.iterdir()) == sorted(["arms.json", *(f"{r}.json" for r in RUNS)])
+    one = json.loads(paths.run_metrics("mnist-lenet-batchout-s0").read_text())
+    assert one["clean"] == RUNS["mnist-lenet-batchout-s0"][0] and one["eps"] == 0.1
+    assert one["worst"]["0.1"] == min(RUNS["mnist-lenet-batchout-s0"][2][0], RUNS["mnist-lenet-batchout-s0"][3][0])
+    assert one["lo"] < one["worst"]["0.1"] < one["hi"]
     assert "failed checks: large_eps_ok, monotone_ok" in page and "99.47" in page
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mlflow_run_id"] == doc["mlflow_run_id"]

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, tiny_params, write_mnist_raw
+from browser import browse, chromium
+from conftest import REPO, own_store, tiny_params, write_mnist_raw
 from servers import Server, free_port, get, get_json, launch, port_open, post_json, start_server
 
 from batchout.config import Params, parse_params
@@ -56,7 +57,6 @@ def env_for(uri: str | None) -> dict[str, str]:
 def project(tmp_path_factory, one_thread) -> Project:
     """One tiny trained and attacked run in a SQLite store, built in-process once for the module:
     the tiny project's params with one run and a 2-eps FGSM/PGD-3 grid on 50 images (seconds on a CPU)."""
-    import mlflow
 
     from batchout.paths import Paths
     from batchout.stages import attack, train
@@ -67,15 +67,10 @@ def project(tmp_path_factory, one_thread) -> Project:
                                       attacks={"fgsm": {}, "pgd": {"steps": 3, "restarts": 1}}))
     write_mnist_raw(root / "data" / "raw")
     paths = Paths(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("BATCHOUT_DATA_MIRROR", raising=False)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
-        try:
-            prepare(params.data, "mnist", paths)
-            trained = train.run(params, RUN, paths)[RUN]
-            attacked = attack.run(params, RUN, paths)[RUN]
-        finally:
-            mlflow.set_tracking_uri(None)  # later test modules must not log into this store
+    with own_store(root):
+        prepare(params.data, "mnist", paths)
+        trained = train.run(params, RUN, paths)[RUN]
+        attacked = attack.run(params, RUN, paths)[RUN]
     return Project(root, params, trained, attacked)
 
 
@@ -138,23 +133,6 @@ def test_ui_serves_run_metrics_and_artifacts(project, ui_server):
 
 
 # ---------------------------------------------------------------- 2. the rendered UI, in Chromium
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.skip("chromium is not installed (CI: apt-get install chromium)")
-    return found
-
-
-def browse(binary: str, url: str, profile: Path, *mode: str) -> subprocess.CompletedProcess:
-    """One headless Chromium visit. The quiet flags keep it off the (closed) network; virtual time
-    lets the React app fetch and render before the DOM or screenshot is taken (ms of page time)."""
-    argv = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1920,900",
-            "--hide-scrollbars", "--virtual-time-budget=20000", *mode, url]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
-
-
 def share_view(base: str, exp_id: str, metric: str) -> str:
     """Store a runs-table view (the metric as a column, sorted by it) the way the UI's Share button
     does, as an experiment tag; returns the runs page URL that opens it."""
@@ -282,4 +260,5 @@ def test_cli_refuses_a_dead_tracking_server_in_seconds(client_root):
     assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
     assert lines[0].startswith(f"error: MLflow tracking server http://127.0.0.1:{port} is unreachable")
     assert elapsed < 15, f"took {elapsed:.1f} s to give up"
-    assert not any((client_root / d).exists() for d in ("models", "metrics", "plots", "checkpoints", "mlruns"))
+    written = ("models", "results", "metrics", "plots", "checkpoints", "mlruns")
+    assert not any((client_root / d).exists() for d in written)

@@ -5,13 +5,14 @@ Usage: ``.venv/bin/pytest tests/test_tracking.py``
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import mlflow
 import pytest
@@ -34,24 +35,6 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """One SQLite store for the module (its first use runs MLflow's migrations, a few seconds)."""
-    root = tmp_path_factory.mktemp("repo")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        uri = tracking.configure(root)
-        yield SimpleNamespace(root=root, uri=uri)
-        mlflow.set_tracking_uri(None)  # later test modules must not log into this store
-
-
-@pytest.fixture
-def client(store, monkeypatch) -> MlflowClient:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.configure(store.root) == store.uri  # another test may have pointed MLflow elsewhere
-    return MlflowClient(store.uri)
 
 
 def _status(client: MlflowClient, run_id: str) -> str:
@@ -277,3 +260,69 @@ def test_two_processes_log_into_one_sqlite_store(client, store):
     for r in runs:
         assert r.info.status == "FINISHED"
         assert [m.value for m in client.get_metric_history(r.info.run_id, "m")] == [float(i) for i in range(20)]
+
+
+# ---------------------------------------------------------------- dataset inputs and system metrics
+META = {"name": "toy", "counts": {"train": 40, "val": 5, "test": 10}, "shape": [1, 8, 8], "num_classes": 3,
+        "source": {"kind": "folder", "where": "data/raw/toy"},
+        "sha256": {f"{s}_{p}.npy": f"{s}{p}".ljust(64, "0") for s in "xy" for p in ("train", "val", "test")}}
+
+
+def _samplers() -> list:
+    return [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor" and t.is_alive()]
+
+
+def test_dataset_is_logged_as_one_input_per_split(client):
+    from batchout.tracking.datasets import split_digest
+
+    with tracking.start_run(EXP, "with-data") as log:
+        log.log_dataset(META, "toy", "data/prepared/toy")
+        log.log_dataset(META, "toy", "data/prepared/toy")  # a resumed run logs it again: no duplicate
+    inputs = client.get_run(log.run_id).inputs.dataset_inputs
+    by_context = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i for i in inputs}
+    assert sorted(by_context) == ["testing", "training", "validation"] and len(inputs) == 3
+    train = by_context["training"].dataset
+    assert train.name == "toy" and train.digest == split_digest(META, "train") and len(train.digest) == 16
+    profile = json.loads(train.profile)
+    assert profile["examples"] == 40 and profile["counts"] == {"train": 40, "val": 5, "test": 10}
+    assert profile["sha256"] == {"x_train.npy": META["sha256"]["x_train.npy"],
+                                 "y_train.npy": META["sha256"]["y_train.npy"]}
+    assert json.loads(by_context["testing"].dataset.profile)["examples"] == 10
+    # split digests differ, and change when a label file does
+    assert len({i.dataset.digest for i in inputs}) == 3
+    relabelled = {**META, "sha256": {**META["sha256"], "y_test.npy": "f" * 64}}
+    assert split_digest(relabelled, "test") != split_digest(META, "test")
+    assert split_digest(relabelled, "train") == split_digest(META, "train")
+    source = mlflow.data.get_source(by_context["training"])  # readable through mlflow.data
+    assert source.uri == "data/prepared/toy" and train.source_type == "local"
+
+
+def test_short_run_logs_system_metrics_and_stops_its_sampler(client):
+    with tracking.start_run(EXP, "sampled", system_metrics_s=0.2) as log:
+        assert len(_samplers()) == 1
+        time.sleep(1.0)
+    assert _samplers() == []
+    metrics = client.get_run(log.run_id).data.metrics
+    for key in ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"):
+        assert key in metrics
+        assert len(client.get_metric_history(log.run_id, key)) >= 2
+    assert 0 < metrics["system/system_memory_usage_megabytes"]
+    with tracking.start_run(EXP, "sampled", resume_run_id=log.run_id, system_metrics_s=0.2):
+        time.sleep(0.5)
+    steps = [m.step for m in client.get_metric_history(log.run_id, "system/cpu_utilization_percentage")]
+    assert steps == list(range(len(steps)))  # the resumed run continues the steps, it does not restart at 0
+
+
+def test_sampler_stops_when_the_run_fails_or_is_killed(client):
+    with pytest.raises(RuntimeError), tracking.start_run(EXP, "sampled-fail", system_metrics_s=0.2) as log:
+        raise RuntimeError("boom")
+    assert _samplers() == [] and _status(client, log.run_id) == "FAILED"
+    with pytest.raises(KeyboardInterrupt), tracking.start_run(EXP, "sampled-term", system_metrics_s=0.2) as log:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert _samplers() == [] and _status(client, log.run_id) == "KILLED"
+
+
+def test_sampling_interval_suits_short_and_long_runs():
+    assert tracking.sampling_interval_s(6000 * 3) == 2.0  # quick profile: a ~6 s run gets ~3 points
+    assert tracking.sampling_interval_s(49500 * 30) == 10.0  # paper MNIST: hours, a point per 10 s

@@ -122,7 +122,8 @@ def test_stage_trains_scores_logs_and_resumes(repo, toy):
     assert 0.0 <= best["robust_acc"] <= best["clean_acc"] <= 1.0 and best["value"] == best["robust_acc"]
     assert best["clean_acc"] > 0.6  # the toy task is learnable: scoring really ran a trained model
     plots = sorted(p.name for p in (repo.tune_dir / "plots").iterdir())
-    assert plots == ["contour_k_n.png", "optimization_history.png", "param_importances.png", "slice_k_n.png"]
+    assert plots == ["contour_k_n.png", "optimization_history.png", "param_importances.png", "slice_k_n.png",
+                     "trials.csv"]  # the report's tuning landscape
 
     again = stage.run(params, repo, n_trials=3)  # continue the same study: one more trial
     assert again["finished_trials"] == 3 and again["study"] == best["study"]

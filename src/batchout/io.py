@@ -13,6 +13,7 @@ keep debris from a killed attempt. Temps of live writers, or of other hosts, are
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -147,7 +148,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def read_metrics(path: str | os.PathLike, stage: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A stage's metrics file (``metrics/<train|attack>/<run>.json``, written with ``write_json``),
+    """A stage's metrics file (``results/<train|attack>/<arm>/<run>.json``, written with ``write_json``),
     refused in one line naming the file and the ``dvc repro`` target that remakes it."""
     path = Path(path)
     if not path.is_file():
@@ -176,6 +177,20 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
     keys = list(rows[0])
     lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a ``write_csv`` file as dicts of strings (an empty file: no rows)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Named numpy arrays, zip-compressed (``np.load(path)`` reads them back without pickle)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez would append ".npz" to a name
+        np.savez_compressed(f, **arrays)
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:

@@ -66,16 +66,28 @@ class Paths:
         return self.root / "checkpoints" / run / "last.pt"
 
     def train_metrics(self, run: str) -> Path:
-        return self.root / "metrics" / "train" / _arm(run) / f"{run}.json"
+        return self.root / "results" / "train" / _arm(run) / f"{run}.json"
 
     def train_curve(self, run: str) -> Path:
         return self.root / "plots" / "train" / _arm(run) / f"{run}.csv"
 
     def attack_metrics(self, run: str) -> Path:
-        return self.root / "metrics" / "attack" / _arm(run) / f"{run}.json"
+        return self.root / "results" / "attack" / _arm(run) / f"{run}.json"
+
+    def run_metrics(self, run: str) -> Path:
+        """The run's few headline numbers (DVC metrics, tracked in git), written by the report stage."""
+        return self.metrics / f"{run}.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
 
     def attack_curve(self, run: str) -> Path:
         return self.root / "plots" / "attack" / _arm(run) / f"{run}.csv"
+
+    def adv_examples(self, run: str) -> Path:
+        """The attack stage's few clean / adversarial image pairs for the report's picture grid."""
+        return self.root / "examples" / _arm(run) / f"{run}.npz"
 
     @property
     def tune_dir(self) -> Path:
@@ -89,6 +101,11 @@ class Paths:
     def tune_journal(self) -> Path:
         """The default Optuna storage (``tune.storage: null``): a journal file."""
         return self.tune_dir / "optuna.journal"
+
+    @property
+    def tune_trials(self) -> Path:
+        """Every finished trial's k, n and objective value, for the report's tuning landscape."""
+        return self.tune_dir / "plots" / "trials.csv"
 
     @property
     def reports(self) -> Path:

@@ -17,6 +17,7 @@ from batchout.attacks.base import check_eps
 from batchout.data.loader import seeded_subset
 from batchout.errors import BatchoutError
 from batchout.evaluation.robust import inputs, robust_grid
+from batchout.progress import QUIET, Task, track
 from batchout.reporting.stats import informative_eps
 
 if TYPE_CHECKING:  # only its fields are read: the attack core runs without the params schema
@@ -32,9 +33,11 @@ class _Probe:
     y: torch.Tensor
     batch_size: int
     device: str | torch.device
+    task: Task = QUIET  # one step per probe: the progress of the checks
 
     def acc(self, name: str, cfg: dict[str, Any], eps: list[float]) -> list[float]:
-        grid = robust_grid(self.model, self.x, self.y, {name: cfg}, eps, self.batch_size, self.device)
+        grid = robust_grid(self.model, self.x, self.y, {name: cfg}, eps, self.batch_size, self.device, progress=None)
+        self.task.advance(1, attack=name, acc=grid["robust_acc"][name][-1])
         return grid["robust_acc"][name]
 
 
@@ -73,6 +76,7 @@ def sanity_checks(
     device: str | torch.device,
     *,
     seed: int = 0,
+    progress: str | None = "checks",
 ) -> dict[str, Any]:
     """Gradient-masking checks of Carlini et al. 2019 ("On Evaluating Adversarial Robustness"); each
     one fails on a model or setting built to fail it (tests/test_checks.py).
@@ -98,10 +102,14 @@ def sanity_checks(
 
     Check 2 uses the grid's own numbers when it measured both attacks independently; otherwise
     both sides are measured on the subset (never a grid number against a subset one).
+    ``progress``: the description of the progress shown after each attack run here; None: silent.
     """
     xf, y = inputs(x, y)
     sub = seeded_subset(len(y), checks.subset, seed)
-    probe = _Probe(model, xf[sub], y[sub], batch_size, device)
+    grid_acc = grid_result.get("robust_acc", {})
+    probes = 2 + len(CONVERGENCE) + ("pgd" not in grid_acc or "fgsm" not in grid_acc)  # see _paired
+    task = track(progress or "", probes, "probe", enabled=progress is not None)
+    probe = _Probe(model, xf[sub], y[sub], batch_size, device, task)
     eps = [check_eps(e) for e in grid_result["eps"]]
     if not eps:
         raise BatchoutError("eps: the grid has no eps; allowed: a non-empty list of pixel budgets")
@@ -110,22 +118,22 @@ def sanity_checks(
     pgd_cfg = dict(settings.get("pgd", {}))
     tol = checks.tolerance
 
-    curve_eps = sorted(set(eps) | {large_eps, 0.0})
-    curve = dict(zip(curve_eps, probe.acc("pgd", pgd_cfg, curve_eps), strict=True))
-    rise = max((b - a for a, b in pairwise(curve[e] for e in curve_eps)), default=0.0)
-    pgd_curve = [curve[e] for e in eps]
+    with task:
+        curve_eps = sorted(set(eps) | {large_eps, 0.0})
+        curve = dict(zip(curve_eps, probe.acc("pgd", pgd_cfg, curve_eps), strict=True))
+        rise = max((b - a for a, b in pairwise(curve[e] for e in curve_eps)), default=0.0)
+        pgd_curve = [curve[e] for e in eps]
 
-    acc_pgd, acc_fgsm = _paired(grid_result.get("robust_acc", {}), probe, "fgsm", settings.get("fgsm", {}),
-                                pgd_curve, eps)
-    pgd_minus_fgsm = max(p - f for p, f in zip(acc_pgd, acc_fgsm, strict=True))
-    worst = dict(zip(eps, grid_result["worst_acc"], strict=True))
-    star = informative_eps(eps, worst, grid_result["clean_acc"])
-    conv = convergence(probe, pgd_cfg, star)
-    drop = curve[star] - conv["acc"][-1]
-    square = settings.get("square", {"n_queries": checks.square_queries})
-    square_eps = sorted({star, max(eps)})
-    square_minus_pgd = min(a - curve[e] for e, a in zip(square_eps, probe.acc("square", square, square_eps),
-                                                          strict=True))
+        acc_pgd, acc_fgsm = _paired(grid_acc, probe, "fgsm", settings.get("fgsm", {}), pgd_curve, eps)
+        pgd_minus_fgsm = max(p - f for p, f in zip(acc_pgd, acc_fgsm, strict=True))
+        worst = dict(zip(eps, grid_result["worst_acc"], strict=True))
+        star = informative_eps(eps, worst, grid_result["clean_acc"])
+        conv = convergence(probe, pgd_cfg, star)
+        drop = curve[star] - conv["acc"][-1]
+        square = settings.get("square", {"n_queries": checks.square_queries})
+        square_eps = sorted({star, max(eps)})
+        square_minus_pgd = min(a - curve[e] for e, a in zip(square_eps, probe.acc("square", square, square_eps),
+                                                              strict=True))
 
     out: dict[str, Any] = {
         "subset": float(len(sub)),

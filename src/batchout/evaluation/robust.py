@@ -20,6 +20,7 @@ from batchout.attacks import create_attack, frozen
 from batchout.attacks.autoattack import AutoAttack
 from batchout.attacks.base import check_eps, fp32_region
 from batchout.errors import BatchoutError
+from batchout.progress import track
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -121,6 +122,7 @@ def robust_grid(
     *,
     cascade: bool = False,
     reuse_eps: bool = False,
+    progress: str | None = "attack",
 ) -> dict[str, Any]:
     """Accuracy under every attack at every eps, sharing one clean pass.
 
@@ -141,6 +143,8 @@ def robust_grid(
     each attack alone). An ``autoattack`` entry also gives ``breakdown`` (name -> member -> per eps:
     accuracy after that member of the cascade). ``cascade=True`` runs each attack only on the examples still robust to
     the earlier ones (faster; per-attack accuracies are then not measured and left out).
+    ``progress``: the description of the progress shown after each (attack, eps), with that attack's
+    accuracy ``acc`` and the survivors of every attack so far at that eps (``worst``); None: silent.
     """
     device = torch.device(device)
     if batch_size < 1:
@@ -162,24 +166,27 @@ def robust_grid(
     # Per attack (and "worst"): the examples not yet fooled at a smaller eps; all clean-correct ones
     # unless reuse_eps carries the fooled ones over.
     carried = {name: correct.clone() for name in [*attackers, "worst"]}
-    for e in eps:
-        alive = carried["worst"].clone()  # per example: robust to every attack so far at this eps
-        for name, attack in attackers.items():
-            start = time.perf_counter()
-            pool = alive if cascade else carried[name]
-            flags, broken = _attack_pool(model, attack, xf, y, pool, e, batch_size, device)
-            for j, member in enumerate(breakdown.get(name, {})):  # accuracy after each ensemble member
-                breakdown[name][member].append(_mean(pool & ~((broken >= 0) & (broken <= j)), n))
-            seconds[name] += time.perf_counter() - start
-            robust[name].append(_mean(flags, n))
-            alive &= flags
-            cumulative[name].append(_mean(alive, n))
+    task = track(progress or "", len(eps) * len(attackers), "attack", enabled=progress is not None)
+    with task:
+        for e in eps:
+            alive = carried["worst"].clone()  # per example: robust to every attack so far at this eps
+            for name, attack in attackers.items():
+                start = time.perf_counter()
+                pool = alive if cascade else carried[name]
+                flags, broken = _attack_pool(model, attack, xf, y, pool, e, batch_size, device)
+                for j, member in enumerate(breakdown.get(name, {})):  # accuracy after each ensemble member
+                    breakdown[name][member].append(_mean(pool & ~((broken >= 0) & (broken <= j)), n))
+                seconds[name] += time.perf_counter() - start
+                robust[name].append(_mean(flags, n))
+                alive &= flags
+                cumulative[name].append(_mean(alive, n))
+                task.advance(1, attack=name, eps=e, acc=robust[name][-1], worst=cumulative[name][-1])
+                if reuse_eps:
+                    carried[name] = flags
             if reuse_eps:
-                carried[name] = flags
-        if reuse_eps:
-            carried["worst"] = alive
-        worst.append(_mean(alive, n))
-        worst_flags.append("".join("1" if f else "0" for f in alive.tolist()))
+                carried["worst"] = alive
+            worst.append(_mean(alive, n))
+            worst_flags.append("".join("1" if f else "0" for f in alive.tolist()))
     result: dict[str, Any] = {
         "n": n,
         "clean_acc": _mean(correct, n),

@@ -139,13 +139,25 @@ def grid_attacks(groups: Iterable[Group]) -> list[str]:
     return [a for a in attacks_of(groups) if a != VERDICT_ATTACK]
 
 
+def _clean_ci(g: Group) -> tuple[float, float] | None:
+    """Pooled 95 % Wilson interval of the clean accuracy on the attacked points (the eps-0 end of a curve)."""
+    pts = [(r.attack["clean_acc"], r.attack.get("n_examples")) for r in g.runs]
+    if any(not n for _, n in pts):
+        return None
+    return wilson(sum(round(acc * n) for acc, n in pts), sum(n for _, n in pts))
+
+
 def robustness_curves(groups: Sequence[Group], attack: str = VERDICT_ATTACK) -> dict[str, dict[str, list[float]]]:
-    """Curves for ``plots.plot_robustness``: clean accuracy at eps 0, then the attack per eps."""
+    """Curves for ``plots.plot_robustness``: clean accuracy (on the attacked points) at eps 0, then the
+    attack per eps; means over seeds, their sample std, and the band ``lo``/``hi``: the pooled 95 % Wilson
+    interval (``Group.pooled_ci``). A list that is not known at every point is left empty."""
     curves = {}
     for g in groups:
-        pts = [(0.0, stat([r.attack["clean_acc"] for r in g.runs]))]
-        pts += [(e, s) for e in eps_of([g]) if (s := g.robust(attack, e)) is not None]
-        stds = [s.std or 0.0 for _, s in pts]
-        curves[g.title] = {"eps": [e for e, _ in pts], "acc": [s.mean for _, s in pts],
-                           "std": stds if all(s.n >= 2 for _, s in pts) else []}
+        pts = [(0.0, stat([r.attack["clean_acc"] for r in g.runs]), _clean_ci(g))]
+        pts += [(e, s, g.pooled_ci(attack, e)) for e in eps_of([g]) if (s := g.robust(attack, e)) is not None]
+        known = all(ci is not None for _, _, ci in pts)
+        curves[g.title] = {"eps": [e for e, _, _ in pts], "acc": [s.mean for _, s, _ in pts],
+                           "std": [s.std or 0.0 for _, s, _ in pts] if all(s.n >= 2 for _, s, _ in pts) else [],
+                           "lo": [ci[0] for _, _, ci in pts] if known else [],
+                           "hi": [ci[1] for _, _, ci in pts] if known else []}
     return curves

@@ -1,6 +1,6 @@
 """The report's layout: tables and sections as blocks that render to Markdown or HTML.
 
-Usage: ``blocks = build_blocks(title, groups, alpha, figures)``; then ``batchout.reporting.render``'s
+Usage: ``blocks = build_blocks(title, groups, alpha, gallery.figure_blocks(...))``; then ``batchout.reporting.render``'s
 ``to_markdown(title, blocks)`` or ``to_html(title, blocks, images)``
 """
 
@@ -142,7 +142,7 @@ def masking_items(groups: Sequence[Group]) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _robust_blocks(dataset: str, groups: Sequence[Group], figure: str | None) -> list[Block]:
+def _robust_blocks(groups: Sequence[Group]) -> list[Block]:
     n_ex = sorted({r.attack.get("n_examples") for g in groups for r in g.runs} - {None})
     blocks = [Block("p", f"Accuracy in %, mean ± sample std over seeds (n = seeds); in brackets the 95 % Wilson "
                          "interval of the accuracy pooled over the seeds' attacked points (test-point sampling "
@@ -153,14 +153,12 @@ def _robust_blocks(dataset: str, groups: Sequence[Group], figure: str | None) ->
         if any(g.robust(attack, e) for g in groups for e in eps_of([g])):
             name = "worst case over all attacks (per example)" if attack == "worst" else attack.upper()
             blocks += [Block("h3", f"Robust accuracy: {name}"), accuracy_table(groups, attack)]
-    if figure:
-        blocks.append(Block("img", f"Worst-case robust accuracy vs eps, {dataset}", (figure,)))
     return blocks
 
 
 def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dict[str, Any]],
-                   figure: str | None, headline: float | None) -> list[Block]:
-    blocks = [Block("h2", f"Data set: {dataset}"), *_robust_blocks(dataset, groups, figure)]
+                   headline: float | None) -> list[Block]:
+    blocks = [Block("h2", f"Data set: {dataset}"), *_robust_blocks(groups)]
     if cmp_rows:
         blocks += [Block("h3", "Paired comparisons (Holm-corrected over the whole report)"), comparison_table(cmp_rows)]
     conv = convergence_table(groups)
@@ -176,21 +174,20 @@ def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dic
     return blocks
 
 
-def build_blocks(title: str, groups: Sequence[Group], alpha: float, figures: dict[str, str],
+def build_blocks(title: str, groups: Sequence[Group], alpha: float, figures: Sequence[Block],
                  headline_override: Mapping[str, float] | None = None) -> list[Block]:
-    """The whole report, the answer first; ``figures[dataset]`` is the file name of that data set's plot."""
+    """The whole report: the answer, then ``figures`` (the figure section's blocks), then the tables."""
     cmp_rows = comparisons(groups, alpha)
     headline = headline_eps(groups, headline_override or {})
     blocks = answer.answer_blocks(groups, cmp_rows, headline, headline_override or {})
-    blocks += [Block("h2", "Summary"),
+    blocks += [*figures, Block("h2", "Summary"),
                Block("p", f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups. "
                           + answer.method_note(alpha)),
                Block("h3", "Gradient-masking checks"),
                Block("list", items=masking_items(groups) or ("no model is suspected of gradient masking",))]
     for ds in dict.fromkeys(g.dataset for g in groups):
         mine = [g for g in groups if g.dataset == ds]
-        blocks += dataset_blocks(ds, mine, [r for r in cmp_rows if r["dataset"] == ds], figures.get(ds),
-                                 headline.get(ds))
+        blocks += dataset_blocks(ds, mine, [r for r in cmp_rows if r["dataset"] == ds], headline.get(ds))
     if any(g.dataset == s[0] for g in groups for s in SEED_RESULTS):
         blocks += [Block("h2", "The seed project's single runs, for reference"),
                    Block("p", "Single runs, so their differences cannot be judged against seed spread."),

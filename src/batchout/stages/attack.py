@@ -5,8 +5,10 @@ Usage: ``results = run(params, "mnist-lenet-standard", Paths())`` -> ``{"mnist-l
 
 Refuses (one line, exit 2) a model file that is missing, corrupt, not a plain weights file, or
 of another run (name, data set, architecture, method, seed, input shape). Writes
-``metrics/attack/<run>.json`` and ``plots/attack/<run>.csv`` and logs the robust metrics
+``results/attack/<arm>/<run>.json`` and ``plots/attack/<run>.csv`` and logs the robust metrics
 (``robust_acc.pgd.eps_0.0196``), the check tags and the plot into the model's own training run.
+Also writes, for the arm's first seed, ``examples/<arm>/<run>.npz``: the first few attacked images,
+clean and adversarial per eps (the report's image grid).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from batchout.data.loader import load_meta, load_split, seeded_subset
 from batchout.device import channels_last, resolve_device
 from batchout.errors import BatchoutError
 from batchout.evaluation.checks import sanity_checks
+from batchout.evaluation.examples import adversarial_examples
 from batchout.evaluation.robust import robust_grid
-from batchout.io import eps_key, read_metrics, write_csv, write_json
+from batchout.io import eps_key, read_metrics, write_csv, write_json, write_npz
 from batchout.paths import Paths, split_run
 from batchout.reporting.plots import plot_robustness
 from batchout.reporting.stats import wilson
@@ -77,17 +80,31 @@ def attack_one(params: Params, name: str, paths: Paths, loaded: Loaded | None = 
     channels_last(model.to(device))
     torch.manual_seed(a.seed)  # random starts and Square's proposals are reproducible
     started = time.perf_counter()
-    grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device, reuse_eps=True)
+    grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device, reuse_eps=True,
+                      progress=f"attack {name}")
     large = a.checks.large_eps.get(spec.dataset, 2 * max(eps))
-    checks = sanity_checks(model, x, y, grid, a.checks, large, a.batch_size, device)
+    checks = sanity_checks(model, x, y, grid, a.checks, large, a.batch_size, device,
+                           progress=f"checks {name}")
     result = {"run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method, "seed": seed,
               "n_examples": len(y), "examples_sha256": _sha(idx), "clean_acc": grid["clean_acc"], "eps": eps,
               **_robust(grid, eps, len(y)),
               "checks": checks, "seconds": round(time.perf_counter() - started, 2)}
     write_json(paths.attack_metrics(name), result)
     write_csv(paths.attack_curve(name), _curve_rows(result))
+    # after the checks, so their random starts (and numbers) are those of a run without examples. The
+    # report's image grid shows one run per arm, and the examples cost up to ~1 s of attacks per run on
+    # 2 CPU cores: only the arm's first seed makes them.
+    if seed == spec.seeds[0]:
+        examples = adversarial_examples(model, x, y, a.attacks, eps, device)
+        _save_examples(paths.adv_examples(name), examples, prepared)
     _log(paths, name, result)
     return result
+
+
+def _save_examples(path: Path, ex: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Adversarial images as float16: uint8 would round the perturbation to 1/255 steps (eps 2/255 is
+    two of them); float16 keeps ~5e-4 near 1. Clean images stay as prepared (uint8)."""
+    write_npz(path, {**ex, "x_adv": ex["x_adv"].astype("float16"), "classes": [str(c) for c in meta["classes"]]})
 
 
 def _robust(grid: dict[str, Any], eps: list[float], n: int) -> dict[str, Any]:

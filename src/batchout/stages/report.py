@@ -1,7 +1,11 @@
 """Report stage: every run's train and attack metrics -> reports/ (Markdown, self-contained HTML, PNG
-figures, summary.json), logged to MLflow as the run "report" of the experiment "reports".
+figures, summary.json) and each run's headline numbers -> metrics/<run>.json (the DVC metrics), logged
+to MLflow as the run "report" of the experiment "reports".
 
 Usage: ``summary = run(params, Paths())``
+
+The figures also draw the training curves (plots/train/<run>.csv), the attack stage's image pairs
+(examples/<run>.npz) and the tuning trials (tune/plots/trials.csv) where those files exist.
 
 The folder is built under a temporary name and swapped in whole, so a failed report (a missing metrics
 file, an unreachable tracking server) leaves the previous reports untouched.
@@ -11,17 +15,20 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from batchout import tracking
 from batchout.config import Params
 from batchout.errors import BatchoutError
-from batchout.io import atomic_dir, read_metrics, write_json, write_text
+from batchout.io import atomic_dir, read_csv, read_metrics, write_json, write_text
 from batchout.paths import Paths, run_name
-from batchout.reporting import compare, render, tables
+from batchout.reporting import compare, gallery, registry_pick, render, tables
 from batchout.reporting import groups as grouping
-from batchout.reporting.plots import plot_robustness
+from batchout.reporting.run_metrics import arm_metrics, run_metrics
 
 EXPERIMENT = "reports"
 RUN_NAME = "report"
@@ -46,15 +53,29 @@ def load_records(params: Params, paths: Paths) -> list[grouping.RunRecord]:
     return records
 
 
-def _figures(groups: list[grouping.Group], out: Path) -> dict[str, str]:
-    """One PNG per data set: worst-case accuracy vs eps, one line per group; returns file names."""
-    names = {}
-    for ds in dict.fromkeys(g.dataset for g in groups):
-        curves = grouping.robustness_curves([g for g in groups if g.dataset == ds])
-        if any(len(c["eps"]) > 1 for c in curves.values()):
-            names[ds] = f"robustness_{ds}.png"
-            plot_robustness(curves, out / names[ds], title=f"{ds}: worst-case robust accuracy (all attacks)")
-    return names
+def _curve(path: Path) -> list[dict[str, float]]:
+    return [{k: float(row[k]) for k in ("epoch", "val_acc", "train_loss")} for row in read_csv(path)]
+
+
+def _examples(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _trials(path: Path) -> list[dict[str, Any]] | None:
+    if not path.is_file():
+        return None
+    return [{**row, "k": float(row["k"]), "n": float(row["n"]), "best": row["best"] == "1",
+             "value": float(row["value"]) if row["value"] else None} for row in read_csv(path)]
+
+
+def _figure_inputs(params: Params, records: list[grouping.RunRecord], paths: Paths) -> gallery.FigureInputs:
+    """What the figures draw besides the metrics; a file not there (an older pipeline's run) is left out."""
+    runs = [r.name for r in records]
+    return gallery.FigureInputs(
+        curves={n: _curve(p) for n in runs if (p := paths.train_curve(n)).is_file()},
+        examples={n: _examples(p) for n in runs if (p := paths.adv_examples(n)).is_file()},
+        trials=_trials(paths.tune_trials), tune=params.tune)
 
 
 def _slug(text: str) -> str:
@@ -78,23 +99,39 @@ def _metrics(doc: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _write(groups: list[grouping.Group], params: Params, out: Path) -> dict[str, Any]:
+def _write(groups: list[grouping.Group], params: Params, inputs: gallery.FigureInputs, out: Path) -> dict[str, Any]:
     alpha, title, override = params.report.alpha, params.report.title, params.report.headline_eps
-    figures = _figures(groups, out)
+    figures = gallery.figure_blocks(groups, compare.headline_eps(groups, override), inputs, out)
     blocks = tables.build_blocks(title, groups, alpha, figures, override)
-    images = {name: (out / name).read_bytes() for name in figures.values()}
+    images = {b.items[0]: (out / b.items[0]).read_bytes() for b in figures if b.kind == "img"}
     write_text(out / "report.md", render.to_markdown(title, blocks))
     write_text(out / "report.html", render.to_html(title, blocks, images))
     return {"title": title, **compare.summary(groups, alpha, compare.headline_eps(groups, override))}
 
 
+def _register(records: list[grouping.RunRecord], headline: dict[str, float], params: Params) -> dict[str, Any]:
+    """Move the model registry's aliases (``models:/batchout-<ds>@best-robust``, ``@tuned``) onto the runs
+    ``registry_pick`` chooses; returns summary.json's ``registry``: data set -> one row per alias."""
+    picks = registry_pick.pick(records, headline, params.train.tuned_runs)
+    note = "BatchOut study models; @best-robust: top worst-case robust accuracy at the headline eps, @tuned: tuned arms"
+    return {ds: tracking.set_aliases(registry_pick.registered_name(ds),
+                                     {a: None if p is None else asdict(p) for a, p in chosen.items()}, note)
+            for ds, chosen in picks.items()}
+
+
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    groups = grouping.make_groups(load_records(params, paths))  # a missing file fails before MLflow starts
+    records = load_records(params, paths)  # a missing file fails before MLflow starts
+    groups = grouping.make_groups(records)
+    inputs = _figure_inputs(params, records, paths)
     tracking.configure(tracking.repo_root(paths.root))
-    with atomic_dir(paths.reports) as tmp, \
+    with atomic_dir(paths.reports) as tmp, atomic_dir(paths.metrics) as metrics_tmp, \
             tracking.start_run(EXPERIMENT, RUN_NAME, tags=tracking.run_tags(paths.root)) as log:
-        doc = _write(groups, params, tmp)
+        doc = _write(groups, params, inputs, tmp)
+        for name, numbers in run_metrics(records, doc["headline_eps"]).items():
+            write_json(metrics_tmp / f"{name}.json", numbers)
+        write_json(metrics_tmp / "arms.json", arm_metrics(records, doc["headline_eps"]))
         doc["mlflow_run_id"] = log.run_id
+        doc["registry"] = _register(records, doc["headline_eps"], params)
         write_json(tmp / "summary.json", doc)
         log.log_params({"title": params.report.title, "alpha": params.report.alpha,
                         "headline_eps": json.dumps(doc["headline_eps"], sort_keys=True),

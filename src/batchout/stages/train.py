@@ -113,10 +113,13 @@ def train_one(params: Params, name: str, paths: Paths, loaded: Loaded | None = N
         if not dist.is_main:
             return _train(cfg, device, dist, model, splits, state)
         tracking.mark_stale_runs(cfg.dataset, cfg.name, keep_run_id=run_id)
-        tags = {**tracking.run_tags(paths.root), "data_sha256": meta["sha256"].get("x_train.npy", ""),
-                "device": str(device), "method": cfg.method, "deterministic": str(cfg.deterministic),
-                "world_size": str(dist.world_size)}
-        with tracking.start_run(cfg.dataset, cfg.name, resume_run_id=run_id, tags=tags) as log:
+        tags = {**tracking.run_tags(paths.root), "device": str(device), "method": cfg.method,
+                "deterministic": str(cfg.deterministic), "world_size": str(dist.world_size)}
+        every_s = tracking.sampling_interval_s(cfg.epochs * meta["counts"]["train"])  # system metrics
+        with tracking.start_run(cfg.dataset, cfg.name, resume_run_id=run_id, tags=tags,
+                                system_metrics_s=every_s) as log:
+            # the data as one MLflow dataset input per split, digests from meta.json's sha256
+            log.log_dataset(meta, cfg.dataset, paths.prepared(cfg.dataset).relative_to(paths.root).as_posix())
             if run_id is None:
                 log.log_params(cfg.model_dump(mode="json"))
             final = _train(cfg, device, dist, model, splits, state, log, paths, fp)

@@ -118,8 +118,9 @@ class TrialRunner:
 
     def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:
         t = self.params.tune
+        # one (attack, eps) per call: the trial's training and the tune task already show progress
         grid = robust_grid(model, self.val.x, self.val.y, {"pgd": {"steps": t.attack_steps}}, [t.attack_eps],
-                           self.params.train.eval_batch_size, self.device)
+                           self.params.train.eval_batch_size, self.device, progress=None)
         return grid["clean_acc"], grid["robust_acc"]["pgd"][0]
 
     def _hook(self, ctx: tuning.TrialContext, model: torch.nn.Module, log: tracking.RunLogger,
@@ -188,6 +189,7 @@ def _worker(params: Params, paths: Paths, spec: str, name: str, quota: int, tota
             threads: int) -> None:
     """Entry point of one spawned worker process: reopen the study and run its share of trials."""
     torch.set_num_threads(threads)  # N workers share the cores instead of each taking them all
+    os.environ.setdefault("BATCHOUT_PROGRESS", "plain")  # rich bars of N workers would overwrite each other
     tracking.configure(tracking.repo_root(paths.root))
     study = tuning.open_study(name, spec, params.tune)
     tuning.optimize(study, params.tune, make_runner(params, paths, name, parent_run_id), quota=quota, total=total)

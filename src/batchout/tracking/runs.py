@@ -30,8 +30,10 @@ from mlflow.utils.validation import (
 from batchout.errors import BatchoutError
 from batchout.paths import artifacts_beside
 from batchout.tracking import store
+from batchout.tracking.datasets import dataset_inputs
 from batchout.tracking.meta import flatten
 from batchout.tracking.store import chunks, retry
+from batchout.tracking.system import system_metrics
 
 
 # ---------------------------------------------------------------- one run
@@ -71,6 +73,12 @@ class RunLogger:
 
     def log_dict(self, obj: Mapping[str, Any], artifact_file: str) -> None:
         retry(lambda: self._client.log_dict(self.run_id, dict(obj), artifact_file))
+
+    def log_dataset(self, meta: Mapping[str, Any], name: str, source: str) -> None:
+        """The prepared data set (its meta.json) at ``source`` as inputs: one per split, see ``datasets``.
+        Logging it again is a no-op: MLflow keeps one input per (run, name, digest)."""
+        inputs = dataset_inputs(meta, name, source)
+        retry(lambda: self._client.log_inputs(self.run_id, datasets=inputs))
 
     def log_model(self, model: Any, name: str = "model") -> str:
         """Log a CPU copy of ``model`` as a pickled ``nn.Module``: it loads back with ``.eval()``, unlike
@@ -172,13 +180,16 @@ def _close(client: mlflow.MlflowClient, run_id: str, status: str) -> None:
 
 @contextlib.contextmanager
 def start_run(experiment: str, run_name: str, *, resume_run_id: str | None = None,
-              tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> Iterator[RunLogger]:
-    """Open (or resume) a run; on exit it is FINISHED, FAILED on an error, KILLED on Ctrl-C/SIGTERM."""
+              tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
+              system_metrics_s: float | None = None) -> Iterator[RunLogger]:
+    """Open (or resume) a run; on exit it is FINISHED, FAILED on an error, KILLED on Ctrl-C/SIGTERM.
+    ``system_metrics_s``: sample CPU, memory (and GPU) every that many seconds while the run is open."""
     client = store.client()
     all_tags = {k: str(v) for k, v in (tags or {}).items()}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run_id = _existing_run(client, resume_run_id)
+    resumed = run_id is not None
     if run_id is None:
         run_id = _new_run(client, experiment, run_name, all_tags)
     else:  # a killed attempt resumes from its checkpoint: one run per model, whatever the restarts
@@ -186,8 +197,10 @@ def start_run(experiment: str, run_name: str, *, resume_run_id: str | None = Non
         RunLogger(client, run_id).set_tags(all_tags)
     logger = RunLogger(client, run_id)
     status = RunStatus.to_string(RunStatus.FAILED)
+    sampler = system_metrics(run_id, system_metrics_s, resumed) if system_metrics_s else contextlib.nullcontext()
     try:
-        with _sigterm_as_interrupt():
+        # the sampler stops (thread joined) before SIGTERM's handler goes and before the run is closed
+        with _sigterm_as_interrupt(), sampler:
             yield logger
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from batchout.config.run import RunConfig
 from batchout.device import autocast
 from batchout.evaluation.robust import predict, to_float
 from batchout.layers.batchout import batchout_labels
+from batchout.progress import QUIET, Task, track
 from batchout.training.augment import crop_flip
 from batchout.training.distributed import SINGLE, Dist, unwrap
 from batchout.training.schedule import make_scheduler
@@ -102,7 +103,9 @@ def train_epoch(
     sched: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
     dist: Dist = SINGLE,
+    task: Task = QUIET,
 ) -> dict[str, float]:
+    """One epoch; ``task`` counts its batches and shows the running loss and images/s."""
     model.train()
     # Under DDP every rank walks rank 0's permutation and takes a strided share of each global batch.
     perm = dist.broadcast(torch.randperm(len(split), device=split.x.device))
@@ -111,6 +114,16 @@ def train_epoch(
     start = time.perf_counter()
     # Drop the last partial batch: BatchOut's k*batch rows and batch statistics assume full batches.
     n_batches = max(len(split) // cfg.batch_size, 1)
+    done = 0  # batches of this epoch, for the rate shown
+
+    # Called only when the task is drawn (every 5 s in a log, 10 times a second on a terminal): the
+    # loss's host sync happens then, not per batch. Under DDP: rank 0's share of the batches.
+    def running_loss() -> float:
+        return float(loss_sum / counts[1].clamp(min=1))
+
+    def images_per_s() -> float:  # global images (all ranks) per second of this epoch
+        return done * cfg.batch_size / max(time.perf_counter() - start, 1e-9)
+
     for b in range(n_batches):
         idx = dist.shard(perm[b * cfg.batch_size : (b + 1) * cfg.batch_size])
         x = to_float(split.x[idx].to(device, non_blocking=True))
@@ -129,6 +142,8 @@ def train_epoch(
         loss_sum += loss.detach() * len(y)
         counts[0] += (logits.detach().argmax(1) == y).sum()
         counts[1] += len(y)
+        done = b + 1
+        task.advance(1, loss=running_loss, img_s=images_per_s)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -157,7 +172,8 @@ def fit(
 ) -> TrainState:
     """Train ``cfg.epochs`` epochs from ``state`` (a fresh one if None). After each epoch,
     ``on_epoch(epoch, metrics, state)`` may log, checkpoint, or raise to stop (Optuna pruning).
-    ``model`` may be DDP-wrapped (see batchout.training.distributed); ``dist`` then names this process."""
+    ``model`` may be DDP-wrapped (see batchout.training.distributed); ``dist`` then names this process.
+    Progress (batches of every epoch, as ``train <cfg.name>``) is shown by rank 0 alone."""
     state = state or TrainState()
     opt = make_optimizer(model, cfg)
     steps = max(len(train) // cfg.batch_size, 1)
@@ -167,12 +183,17 @@ def fit(
         sched.load_state_dict(state.scheduler)
     if state.rng is not None:
         set_rng_state(state.rng)
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        metrics = train_epoch(model, train, cfg, opt, sched, device, dist)
-        metrics["val_acc"] = accuracy(model, val, cfg.eval_batch_size, device, dist)
-        state.epoch = epoch
-        state.history.append({"epoch": epoch, **metrics})
-        state.optimizer, state.scheduler, state.rng = opt.state_dict(), sched.state_dict(), rng_state()
-        if on_epoch is not None:
-            on_epoch(epoch, metrics, state)
+    with track(f"train {cfg.name}", cfg.epochs * steps, "batch", completed=state.epoch * steps,
+               enabled=dist.is_main) as task:
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            task.advance(0, epoch=f"{epoch}/{cfg.epochs}")
+            metrics = train_epoch(model, train, cfg, opt, sched, device, dist, task)
+            metrics["val_acc"] = accuracy(model, val, cfg.eval_batch_size, device, dist)
+            task.note(f"epoch {epoch}/{cfg.epochs} loss {metrics['train_loss']:.4f} val_acc {metrics['val_acc']:.4f} "
+                      f"img/s {metrics['images_per_s']:,.0f} ({metrics['epoch_seconds']:.1f}s)")
+            state.epoch = epoch
+            state.history.append({"epoch": epoch, **metrics})
+            state.optimizer, state.scheduler, state.rng = opt.state_dict(), sched.state_dict(), rng_state()
+            if on_epoch is not None:
+                on_epoch(epoch, metrics, state)
     return state

@@ -1,7 +1,8 @@
 """The search over BatchOut's k and n: sampler, pruner, trial loop, best result and plots.
 
 Usage: ``study = open_study(name, storage_spec(None, Path("tune/optuna.journal")), params.tune)``;
-``optimize(study, params.tune, trial_fn, quota=6, total=6)``; ``summarize(study, params.tune)``
+``optimize(study, params.tune, trial_fn, quota=6, total=6)`` (shows progress: trials, best so far);
+``summarize(study, params.tune)``
 
 ``trial_fn(ctx: TrialContext) -> (clean_acc, robust_acc)`` trains one configuration; ``ctx.report``
 after each epoch raises :data:`TrialPruned` when the pruner stops it. A study ends with exactly
@@ -27,7 +28,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from batchout.config import TuneParams
 from batchout.errors import BatchoutError
+from batchout.progress import track
 from batchout.tuning.storage import OPENED, has_heartbeat, keep_alive, open_storage, stamp_worker
+from batchout.tuning.trials import write_trials
 
 log = logging.getLogger(__name__)
 TrialPruned = optuna.TrialPruned
@@ -154,7 +157,23 @@ def optimize(study: Study, tune: TuneParams, trial_fn: Callable[[TrialContext], 
     # Optuna's stop after each trial, counting running ones: else a worker would go on asking and
     # leave one surplus FAIL record per ask once the other workers have claimed the rest.
     stop = MaxTrialsCallback(total, states=CLAIMED)
-    study.optimize(objective, n_trials=max(quota, 0), callbacks=[stop], catch=(SurplusTrial,))
+    with track(f"tune {study.study_name}", total, "trial", completed=finished_count(study)) as task:
+
+        def shown(study: Study, trial: FrozenTrial) -> None:  # counts every worker's finished trials
+            task.advance(finished_count(study) - task.completed, **best_so_far(study))
+
+        study.optimize(objective, n_trials=max(quota, 0), callbacks=[shown, stop], catch=(SurplusTrial,))
+
+
+def best_so_far(study: Study) -> dict[str, Any]:
+    """Progress fields: the best value and its k, n (pareto: the size of the front); none before
+    the first complete trial."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return {}
+    if len(study.directions) > 1:
+        return {"front": len(study.best_trials)}
+    best = study.best_trial
+    return {"best": best.value, "k": best.params["k"], "n": best.params["n"]}
 
 
 def pareto_pick(points: Sequence[tuple[float, float]], slack: float = PARETO_CLEAN_SLACK) -> int:
@@ -188,7 +207,8 @@ def summarize(study: Study, tune: TuneParams) -> dict[str, Any]:
 
 
 def save_plots(study: Study, tune: TuneParams, out_dir: Path) -> list[Path]:
-    """Write the study's plots as PNGs into ``out_dir``; a plot that cannot be drawn is skipped."""
+    """Write the study's plots as PNGs into ``out_dir`` (returned; a plot that cannot be drawn is skipped),
+    and its trials as ``trials.csv`` (``batchout.tuning.trials``)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -219,4 +239,6 @@ def save_plots(study: Study, tune: TuneParams, out_dir: Path) -> list[Path]:
         fig.savefig(out_dir / f"{stem}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         written.append(out_dir / f"{stem}.png")
+    best = summarize(study, tune)["trial"] if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else None
+    write_trials(study, tune.objective, best, out_dir / "trials.csv")
     return written

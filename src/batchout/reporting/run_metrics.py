@@ -1,0 +1,76 @@
+"""Each run's few headline numbers, as the DVC metrics file ``metrics/<run>.json``: numbers only and
+no timings, so the file changes only when a result does and ``dvc metrics diff`` / ``dvc exp show``
+compare runs across commits and experiments.
+
+Usage: ``files = run_metrics(records, {"mnist": 0.1})`` -> ``{"mnist-lenet-standard-s0": {"clean": 0.98, ...}}``;
+``arm_metrics(records, {"mnist": 0.1})`` -> ``{"mnist-lenet-standard": {"clean": 0.98, "worst": 0.61}}``
+
+Per run: ``clean`` (test-split accuracy of the trained model), ``worst`` (per eps, the per-example
+worst case over every attack of the grid, on the attacked test points), and at the data set's headline
+eps (the report's, ``report.headline_eps`` or chosen from the data) that eps and the 95 % Wilson
+interval of the worst case, ``lo`` and ``hi``. Short, shared keys keep ``dvc metrics show`` one
+narrow row per run.
+
+``metrics/arms.json`` holds each arm's mean over its seeds of ``clean`` and the headline ``worst``,
+under keys no other metrics file has (``<arm>.clean``): ``dvc exp show`` then heads those columns
+with the bare key, where the per-run files' shared keys carry their 40-character path, so one arm's
+columns across experiments fit a terminal (README: "After dvc repro").
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from batchout.io import eps_key
+from batchout.paths import split_run
+from batchout.reporting.groups import VERDICT_ATTACK, RunRecord
+
+DIGITS = 4  # accuracies of at most a few thousand test points: 4 decimals lose nothing
+
+
+def eps_label(eps: float) -> str:
+    """As params.yaml writes budgets: ``0.1`` -> ``"0.1"``, ``8/255`` -> ``"8/255"``, else 4 decimals."""
+    eps = float(eps)
+    if abs(eps - round(eps, 2)) < 1e-9:
+        return f"{round(eps, 2):g}"
+    steps = eps * 255  # CIFAR budgets are whole 8-bit intensity steps
+    if abs(steps - round(steps)) < 1e-6:
+        return f"{round(steps)}/255"
+    return f"{eps:.4f}".rstrip("0").rstrip(".")
+
+
+def one_run(record: RunRecord, headline: float | None) -> dict[str, Any]:
+    """The numbers of one run; ``headline`` None (a data set the report could not place) leaves out eps/lo/hi."""
+    worst = record.attack["robust_acc"][VERDICT_ATTACK]
+    out: dict[str, Any] = {
+        "clean": round(float(record.train["test_acc"]), DIGITS),
+        "worst": {eps_label(e): round(float(worst[eps_key(e)]), DIGITS) for e in record.attack["eps"]},
+    }
+    if headline is not None and eps_key(headline) in worst:
+        lo, hi = record.attack["robust_ci"][VERDICT_ATTACK][eps_key(headline)]
+        out.update(eps=round(float(headline), DIGITS), lo=round(float(lo), DIGITS), hi=round(float(hi), DIGITS))
+    return out
+
+
+def run_metrics(records: Sequence[RunRecord], headline: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Run name -> its metrics file's content, in the records' (params) order."""
+    return {r.name: one_run(r, headline.get(r.dataset)) for r in records}
+
+
+def arm_metrics(records: Sequence[RunRecord], headline: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """Arm -> mean over its seeds of ``clean`` and of ``worst`` at the data set's headline eps."""
+    runs = run_metrics(records, headline)
+    arms: dict[str, list[RunRecord]] = {}
+    for record in records:
+        parts = split_run(record.name)
+        arms.setdefault(parts[0] if parts else record.name, []).append(record)
+    out = {}
+    for arm, members in arms.items():
+        numbers = [runs[r.name] for r in members]
+        out[arm] = {"clean": round(statistics.fmean(n["clean"] for n in numbers), DIGITS)}
+        eps = headline.get(members[0].dataset)
+        if eps is not None and all("eps" in n for n in numbers):
+            out[arm]["worst"] = round(statistics.fmean(n["worst"][eps_label(eps)] for n in numbers), DIGITS)
+    return out

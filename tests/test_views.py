@@ -1,0 +1,91 @@
+"""The README's "After `dvc repro`" views on a real (tiny) pipeline: `dvc metrics show` and
+`dvc metrics diff` read the report stage's per-run files from git, and `dvc plots show` writes a page
+of the report's figures that a browser draws with no network.
+
+Usage: ``pytest -q tests/test_views.py`` (slow: two `dvc repro` of a tiny project, headless Chromium)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from browser import chromium, probe
+from dvc_project import RUNS, Project, make_project
+
+pytestmark = pytest.mark.slow  # ~1-2 min: a whole tiny pipeline, then its attacks and report again
+
+# After load: how many <img> the page has, how many decoded, and whether any script or remote URL is there.
+PROBE = """<script>
+addEventListener("load", () => {
+  const imgs = [...document.images], ok = imgs.filter(i => i.complete && i.naturalWidth > 0);
+  const remote = [...document.querySelectorAll("[src],[href]")]
+    .map(e => e.getAttribute("src") || e.getAttribute("href")).filter(u => /^(https?:)?\\/\\//.test(u));
+  document.body.dataset.probe = JSON.stringify({images: imgs.length, loaded: ok.length,
+                                                scripts: document.scripts.length - 1, remote: remote});
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    proj = make_project(tmp_path_factory.mktemp("views") / "repo")
+    proj.dvc("repro", timeout=900)
+    return proj
+
+
+def _numbers(tree) -> list:
+    if isinstance(tree, dict):
+        return [v for x in tree.values() for v in _numbers(x)]
+    return [tree]
+
+
+def test_metrics_show_has_one_numeric_file_per_run(project):
+    shown = json.loads(project.dvc("metrics", "show", "--json"))
+    files = shown[""]["data"]
+    per_run = {Path(p).stem: d["data"] for p, d in files.items() if Path(p).stem != "arms"}
+    assert sorted(per_run) == sorted(RUNS)
+    for numbers in per_run.values():
+        assert set(numbers) == {"clean", "worst", "eps", "lo", "hi"} and set(numbers["worst"]) == {"0.1"}
+        assert numbers["lo"] <= numbers["worst"]["0.1"] <= numbers["hi"]
+    assert all(isinstance(v, (int, float)) for d in files.values() for v in _numbers(d["data"]))
+    arms = files["metrics/arms.json"]["data"]
+    assert set(arms) == {"mnist-lenet-standard", "mnist-lenet-batchout"}
+    # tracked in git, not ignored: a commit carries them and `dvc metrics diff` reads them back
+    assert project.sh("git", "check-ignore", "-q", "metrics/arms.json", check=False).returncode == 1
+    assert project.sh("git", "check-ignore", "-q", "results/attack", check=False).returncode == 0
+
+
+def test_metrics_diff_after_a_commit(project):
+    project.commit("quick results")
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params["attack"]["subset"] = 40  # other attacked points: new worst-case numbers, same models
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = project.dvc("repro", timeout=900)
+    assert "Running stage 'train@" not in out  # attack settings re-attack, never retrain
+    diff = json.loads(project.dvc("metrics", "diff", "HEAD", "--json"))
+    changed = {Path(p).stem: d for p, d in diff.items()}
+    assert set(changed) <= {*RUNS, "arms"} and any(r in changed for r in RUNS), diff
+    for run in RUNS:
+        if run in changed:
+            assert "clean" not in changed[run]  # the test split's accuracy did not move
+            assert all(isinstance(v["diff"], float) for v in changed[run].values())
+    porcelain = project.git("status", "--porcelain", "metrics")
+    assert re.search(r"^ M metrics/mnist-lenet-\w+-s0\.json$", porcelain, flags=re.M), porcelain
+
+
+def test_plots_show_draws_the_report_figures_offline(project, tmp_path):
+    binary = chromium()
+    project.dvc("plots", "show")
+    page = project.root / "dvc_plots" / "index.html"
+    figures = sorted((project.root / "reports" / "figures").glob("*.png"))
+    assert len(figures) >= 3  # robustness, examples, training for mnist; tuning
+    html = page.read_text()
+    assert "<script" not in html and "cdn." not in html
+    found = re.search(r'data-probe="([^"]*)"', probe(binary, page, PROBE, tmp_path / "profile"))
+    assert found, "the probe did not run"
+    result = json.loads(found[1].replace("&quot;", '"'))
+    assert result == {"images": len(figures), "loaded": len(figures), "scripts": 0, "remote": []}, result
