@@ -12,6 +12,7 @@ layer's step time as a ratio to the same step without it.
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from batchout import progress
 from batchout.config import TrainParams
 from batchout.config.run import RunConfig, resolve_run
 from batchout.device import channels_last
@@ -71,8 +73,11 @@ def project_images_per_s(cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, repea
     split = Split(x.to(device), y.to(device))
     train_epoch(model, split, cfg, opt, sched, device)  # warm-up epoch
     best = 0.0
-    for _ in range(repeats):
-        best = max(best, train_epoch(model, split, cfg, opt, sched, device)["images_per_s"])
+    # with the train stage's progress, as in a `dvc repro` log: plain lines (to nowhere) every 5 s
+    with progress.use(progress.PlainRenderer(io.StringIO())), \
+            progress.track("bench", repeats * (len(y) // cfg.batch_size), "batch") as task:
+        for _ in range(repeats):
+            best = max(best, train_epoch(model, split, cfg, opt, sched, device, task=task)["images_per_s"])
     return best
 
 
