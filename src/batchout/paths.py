@@ -28,7 +28,8 @@ def split_run(name: str) -> tuple[str, int] | None:
     return (m["arm"], int(m["seed"])) if m else None
 
 
-def _arm(run: str) -> str:
+def arm_of(run: str) -> str:
+    """The arm a run belongs to (``mnist-lenet-standard-s0`` -> ``mnist-lenet-standard``); an arm name is its own."""
     parts = split_run(run)
     return parts[0] if parts else run
 
@@ -60,19 +61,19 @@ class Paths:
         return self.root / "data" / "prepared" / dataset
 
     def model_dir(self, run: str) -> Path:
-        return self.root / "models" / _arm(run) / run
+        return self.root / "models" / arm_of(run) / run
 
     def checkpoint(self, run: str) -> Path:
         return self.root / "checkpoints" / run / "last.pt"
 
     def train_metrics(self, run: str) -> Path:
-        return self.root / "results" / "train" / _arm(run) / f"{run}.json"
+        return self.root / "results" / "train" / arm_of(run) / f"{run}.json"
 
     def train_curve(self, run: str) -> Path:
-        return self.root / "plots" / "train" / _arm(run) / f"{run}.csv"
+        return self.root / "plots" / "train" / arm_of(run) / f"{run}.csv"
 
     def attack_metrics(self, run: str) -> Path:
-        return self.root / "results" / "attack" / _arm(run) / f"{run}.json"
+        return self.root / "results" / "attack" / arm_of(run) / f"{run}.json"
 
     def run_metrics(self, run: str) -> Path:
         """The run's few headline numbers (DVC metrics, tracked in git), written by the report stage."""
@@ -83,11 +84,11 @@ class Paths:
         return self.root / "metrics"
 
     def attack_curve(self, run: str) -> Path:
-        return self.root / "plots" / "attack" / _arm(run) / f"{run}.csv"
+        return self.root / "plots" / "attack" / arm_of(run) / f"{run}.csv"
 
     def adv_examples(self, run: str) -> Path:
         """The attack stage's few clean / adversarial image pairs for the report's picture grid."""
-        return self.root / "examples" / _arm(run) / f"{run}.npz"
+        return self.root / "examples" / arm_of(run) / f"{run}.npz"
 
     @property
     def tune_dir(self) -> Path:

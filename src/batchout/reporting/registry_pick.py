@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from batchout.io import eps_key
-from batchout.paths import split_run
+from batchout.paths import arm_of
 from batchout.reporting.groups import VERDICT_ATTACK, RunRecord
 
 BEST_ROBUST = "best-robust"
@@ -54,11 +54,6 @@ def best(records: Sequence[RunRecord], eps: float) -> Pick | None:
     return max(picks, key=lambda p: (p.robust_acc, p.clean_acc), default=None)
 
 
-def _arm(name: str) -> str:
-    parts = split_run(name)
-    return parts[0] if parts else name
-
-
 def pick(records: Sequence[RunRecord], headline_eps: Mapping[str, float],
          tuned_arms: Collection[str]) -> dict[str, dict[str, Pick | None]]:
     """Data set -> alias -> chosen run (None: no eligible run). Data sets without a headline eps
@@ -66,6 +61,6 @@ def pick(records: Sequence[RunRecord], headline_eps: Mapping[str, float],
     out: dict[str, dict[str, Pick | None]] = {}
     for ds, eps in headline_eps.items():
         mine = [r for r in records if r.dataset == ds]
-        tuned = [r for r in mine if _arm(r.name) in tuned_arms]
+        tuned = [r for r in mine if arm_of(r.name) in tuned_arms]
         out[ds] = {BEST_ROBUST: best(mine, eps), TUNED: best(tuned, eps)}
     return out

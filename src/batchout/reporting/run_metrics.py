@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchout.io import eps_key
-from batchout.paths import split_run
+from batchout.paths import arm_of
 from batchout.reporting.groups import VERDICT_ATTACK, RunRecord
 
 DIGITS = 4  # accuracies of at most a few thousand test points: 4 decimals lose nothing
@@ -64,8 +64,7 @@ def arm_metrics(records: Sequence[RunRecord], headline: Mapping[str, float]) -> 
     runs = run_metrics(records, headline)
     arms: dict[str, list[RunRecord]] = {}
     for record in records:
-        parts = split_run(record.name)
-        arms.setdefault(parts[0] if parts else record.name, []).append(record)
+        arms.setdefault(arm_of(record.name), []).append(record)
     out = {}
     for arm, members in arms.items():
         numbers = [runs[r.name] for r in members]

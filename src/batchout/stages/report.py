@@ -101,12 +101,13 @@ def _metrics(doc: dict[str, Any]) -> dict[str, float]:
 
 def _write(groups: list[grouping.Group], params: Params, inputs: gallery.FigureInputs, out: Path) -> dict[str, Any]:
     alpha, title, override = params.report.alpha, params.report.title, params.report.headline_eps
-    figures = gallery.figure_blocks(groups, compare.headline_eps(groups, override), inputs, out)
+    headline = compare.headline_eps(groups, override)
+    figures = gallery.figure_blocks(groups, headline, inputs, out)
     blocks = tables.build_blocks(title, groups, alpha, figures, override)
     images = {b.items[0]: (out / b.items[0]).read_bytes() for b in figures if b.kind == "img"}
     write_text(out / "report.md", render.to_markdown(title, blocks))
     write_text(out / "report.html", render.to_html(title, blocks, images))
-    return {"title": title, **compare.summary(groups, alpha, compare.headline_eps(groups, override))}
+    return {"title": title, **compare.summary(groups, alpha, headline)}
 
 
 def _register(records: list[grouping.RunRecord], headline: dict[str, float], params: Params) -> dict[str, Any]:
