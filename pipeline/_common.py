@@ -1,4 +1,5 @@
-"""What every stage command shares: load validated params, turn user errors into one line + exit 2.
+"""What every stage command shares: load validated params, pick the progress display, turn user errors
+into one line + exit 2.
 
 Usage: ``@stage_command`` on a typer command body; ``params = load(params_path)``
 """
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from batchout import progress
 from batchout.config import Params, load_params
 from batchout.errors import BatchoutError
 
@@ -32,6 +34,7 @@ def stage_command(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            progress.current()  # a bad BATCHOUT_PROGRESS(_INTERVAL) is refused before the stage writes anything
             return fn(*args, **kwargs)
         except BatchoutError as err:
             fail(str(err), err.exit_code)

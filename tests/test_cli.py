@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -66,3 +67,16 @@ def test_ui_serves_the_project_store(tmp_path, monkeypatch):
     assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
     assert argv[argv.index("--default-artifact-root") + 1] == (tmp_path.resolve() / "mlruns" / "artifacts").as_uri()
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[-1] != "0.0.0.0"
+
+
+@pytest.mark.parametrize(("env", "expect"), [
+    ({"BATCHOUT_PROGRESS": "bars"}, "error: BATCHOUT_PROGRESS: got 'bars'; allowed: rich, plain, off"),
+    ({"BATCHOUT_PROGRESS_INTERVAL": "-1"}, "error: BATCHOUT_PROGRESS_INTERVAL: got '-1'; allowed: seconds >= 0"),
+])
+def test_bad_progress_setting_is_refused_before_the_stage_runs(tmp_path, repo_root, env, expect):
+    (tmp_path / "params.yaml").write_text((repo_root / "params.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", "pipeline.train", "mnist-lenet-standard-s0"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(repo_root), **env}, capture_output=True, text=True,
+                          timeout=120)
+    assert _one_line_error(done) == expect
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing trained, logged or written
