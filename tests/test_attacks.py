@@ -144,8 +144,11 @@ def test_square_is_reproducible_from_torch_seed_and_follows_the_schedule(tiny):
     # Square perturbations sit at the corners of the box (or on the [0, 1] clip).
     d = (a - x[:20]).abs()
     assert bool((((d - 0.2).abs() < 1e-6) | (a == 0) | (a == 1)).all())
-    assert p_selection(0.8, 0, 1000) == 0.8 and p_selection(0.8, 3, 1000) == 0.4
-    assert p_selection(0.8, 999, 1000) == 0.8 / 512
+    # AutoAttack's standard schedule: absolute iterations (p halves after iteration 10 whatever the budget);
+    # rescaled, iteration 3 of 1000 counts as 30 of 10000
+    assert p_selection(0.8, 0, 1000) == 0.8 and p_selection(0.8, 3, 1000) == 0.8 and p_selection(0.8, 11, 1000) == 0.4
+    assert p_selection(0.8, 3, 1000, rescale=True) == 0.4
+    assert p_selection(0.8, 999, 1000, rescale=True) == 0.8 / 512 and p_selection(0.8, 999, 1000) == 0.8 / 16
 
 
 def test_attack_accepts_inference_tensors(tiny):

@@ -12,7 +12,7 @@ from tiny_models import train_tiny
 from torch import nn
 
 from batchout.config import Checks
-from batchout.evaluation.checks import sanity_checks
+from batchout.evaluation.checks import CONVERGENCE, sanity_checks, strong_pgd
 from batchout.evaluation.robust import robust_grid
 from batchout.reporting.stats import informative_eps
 
@@ -83,6 +83,35 @@ def test_more_iterations_fails_when_pgd_has_not_converged(tiny):
     assert out["convergence"]["acc"][-1] < out["convergence"]["acc"][0] + 1e-9
 
 
+def test_more_iterations_is_always_stronger_than_every_gradient_attack_of_the_grid(tiny):
+    """params.paper.yaml's grid runs PGD 40 x 2 and the standard AutoAttack (100 steps): the old check's
+    fixed 40 x 2 compared PGD with itself. Now 2x the restarts and 4x the steps of the strongest."""
+    model = tiny[0]
+    assert strong_pgd(model, {"fgsm": {}, "pgd": {"steps": 40, "restarts": 2}, "autoattack": {}}) == (4, 400)
+    quick = {"fgsm": {}, "autoattack": {"apgd_ce": {"steps": 10}, "apgd_t": {"steps": 10, "n_targets": 3},
+                                        "fab_t": False, "square": {"n_queries": 100}}}
+    assert strong_pgd(model, quick) == (2, 40)  # the quick profile's check is unchanged
+    out = _checks(*tiny, {"fgsm": {}, "pgd": {"steps": 40, "restarts": 2}})
+    conv = out["convergence"]
+    assert (conv["restarts"][-1], conv["steps"][-1]) == (4, 160) and len(conv["acc"]) == len(CONVERGENCE) + 1
+
+
+def test_ensemble_check_fails_an_under_stepped_ensemble_and_passes_a_converged_one(tiny):
+    """The verdicts rest on the ensemble: one APGD-CE step is far from converged, and the same cascade at
+    4x its steps (4 steps) takes accuracy off it; the quick profile's cascade on this model has converged."""
+    weak = {"apgd_ce": {"steps": 1}, "apgd_t": False, "fab_t": False, "square": False}
+    out = _checks(*tiny, {"fgsm": {}, "autoattack": weak})
+    ens = out["ensemble"]
+    assert not out["ensemble_converged_ok"] and out["suspected_gradient_masking"], out
+    assert out["ensemble_drop"] == ens["drop"] > CHECKS.tolerance and ens["acc_strong"] < ens["acc"]
+    assert ens["settings"] == {"apgd_ce": {"steps": 4, "restarts": 1}, "apgd_t": False, "fab_t": False, "square": False}
+    good = {"apgd_ce": {"steps": 10}, "apgd_t": {"steps": 10, "n_targets": 3}, "fab_t": False,
+            "square": {"n_queries": 100}}
+    out = _checks(*tiny, {"fgsm": {}, "autoattack": good})
+    assert out["ensemble_converged_ok"] and out["ensemble"]["drop"] <= CHECKS.tolerance, out["ensemble"]
+    assert "ensemble" in out and _checks(*tiny, {"fgsm": {}, "pgd": {}})["ensemble"] is None  # no ensemble: no check
+
+
 def test_pgd_vs_fgsm_fails_when_fgsm_is_stronger_by_construction(tiny):
     weak = {"steps": 1, "step_size": 0.002, "random_start": False}
     out = _checks(*tiny, {"fgsm": {}, "pgd": weak})
@@ -126,3 +155,14 @@ def test_robust_grid_scores_in_eval_mode_and_restores_the_callers_mode(tiny):
     got = robust_grid(model, tiny[1], tiny[2], {"pgd": {}}, EPS, batch_size=64, device="cpu")
     assert got["robust_acc"] == reference["robust_acc"] and got["clean_acc"] == reference["clean_acc"]
     assert model.training
+
+
+def test_the_ensemble_check_reaches_mlflow_as_a_metric_and_a_tag():
+    from batchout.stages.attack import _flat_metrics
+
+    result = {"clean_acc": 0.9, "eps": [0.1], "robust_acc": {}, "robust_ci": {}, "breakdown": {},
+              "checks": {"subset": 50.0, "ensemble_converged_ok": False, "ensemble_drop": 0.08,
+                         "more_iterations_drop": 0.0, "ensemble": {"drop": 0.08}}}
+    flat = _flat_metrics(result)
+    assert flat["check.ensemble_drop"] == 0.08 and flat["check.more_iterations_drop"] == 0.0
+    assert "check.ensemble_converged_ok" not in flat and "check.subset" not in flat  # tags and sizes are not metrics

@@ -18,7 +18,7 @@ from batchout.evaluation.checks import sanity_checks
 from batchout.evaluation.robust import robust_grid
 
 EPS = [0.0, 0.15, 0.35]
-ATTACKS = {"fgsm": {}, "pgd": {"steps": 10}, "square": {"n_queries": 100}}
+ATTACKS = {"fgsm": {}, "pgd": {"steps": 10}, "square": {"n_queries": 300}}  # 8x8 images: the first patches cover 7x7
 CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1)
 
 

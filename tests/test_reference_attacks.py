@@ -1,6 +1,7 @@
-"""Our APGD-CE, APGD-T and FAB-T against the authors' reference code (the ``pyautoattack`` wheel)
-on a small MLP trained here on real MNIST: same steps, same eps, same points, robust accuracy
-within 2 percentage points. Skips without pyautoattack (a dev dependency) or without the mirror.
+"""Our APGD-CE, APGD-T, FAB-T and Square against the authors' reference code (the ``pyautoattack``
+wheel) on a small MLP trained here on real MNIST: same steps, same eps, same points, robust accuracy
+within 2 percentage points (Square: within one example, at equal queries and seed). Skips without
+pyautoattack (a dev dependency) or without the mirror.
 
 Usage: ``BATCHOUT_DATA_MIRROR=/work/shared/datasets .venv/bin/pytest tests/test_reference_attacks.py -q``
 """
@@ -18,6 +19,7 @@ from torch import nn
 
 from batchout.attacks import create_attack
 from batchout.attacks.fab import project_to_hyperplane
+from batchout.attacks.square import p_selection
 from batchout.data.formats import read_idx
 from batchout.models.common import Normalize
 
@@ -25,6 +27,7 @@ pytest.importorskip("pyautoattack")
 from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted  # noqa: E402
 from pyautoattack.fab_projections import projection_linf  # noqa: E402
 from pyautoattack.fab_pt import FABAttack_PT  # noqa: E402
+from pyautoattack.square import SquareAttack  # noqa: E402
 
 EPS = (0.05, 0.08)  # robust accuracy about 62 % and 32 % on the MLP below
 N_TRAIN = 5000
@@ -96,3 +99,33 @@ def test_agrees_with_the_reference_code(mirror, name):
         ours = robust_accuracy(model, attack(x, y, eps), x, y, eps)
         theirs = robust_accuracy(model, reference(name, model, eps, x, y), x, y, eps)
         assert abs(ours - theirs) <= 0.02 + 1e-9, f"{name} at eps {eps}: ours {ours:.3f}, reference {theirs:.3f}"
+
+
+def test_square_p_schedule_is_autoattacks_standard_one():
+    """AutoAttack's standard Square runs with resc_schedule=False: the patch fraction halves at fixed
+    iterations whatever the budget (the old code always rescaled to 10,000 queries, so at 5,000 it
+    halved p twice as fast). Both schedules, at every iteration of the budget."""
+    for rescale, n_queries in ((False, 5000), (False, 100), (True, 5000), (True, 1000)):
+        ref = SquareAttack(nn.Identity(), n_queries=n_queries, p_init=0.8, resc_schedule=rescale)
+        ours = [p_selection(0.8, it, n_queries, rescale) for it in range(n_queries)]
+        assert ours == [ref.p_selection(it) for it in range(n_queries)], (rescale, n_queries)
+    assert create_attack("square", nn.Identity()).rescale is False  # the standard one by default
+
+
+@pytest.mark.slow
+def test_square_agrees_with_the_reference_code(mirror):
+    """Equal queries (the reference's n_queries=Q does Q + 1 forward passes, ours counts them all) and
+    equal seed: robust accuracy within one example, on the clean-correct points (the only ones the
+    reference attacks)."""
+    model, x, y = trained_mlp(str(mirror))
+    x, y = x[:200], y[:200]
+    with torch.no_grad():
+        ok = model(x).argmax(1) == y
+    x, y = x[ok], y[ok]
+    for eps in EPS:
+        torch.manual_seed(0)
+        ours = robust_accuracy(model, create_attack("square", model, n_queries=1001)(x, y, eps), x, y, eps)
+        ref = SquareAttack(model, n_queries=1000, eps=eps, p_init=0.8, seed=0, resc_schedule=False, loss="margin")
+        with torch.random.fork_rng():
+            theirs = robust_accuracy(model, ref.perturb(x, y), x, y, eps)
+        assert abs(ours - theirs) * len(y) <= 1 + 1e-9, f"square at eps {eps}: ours {ours:.3f}, reference {theirs:.3f}"

@@ -25,7 +25,7 @@ from batchout.config import parse_params
 from batchout.errors import BatchoutError
 from batchout.io import write_json
 from batchout.paths import Paths, split_run
-from batchout.reporting import compare, reference, render, tables
+from batchout.reporting import clustered, compare, reference, render, tables
 from batchout.reporting import groups as grouping
 from batchout.reporting.stats import wilson
 from batchout.stages import report as stage
@@ -69,7 +69,8 @@ def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
         robust = {a: {f"eps_{e:.4f}": v for e, v in zip(EPS, vals, strict=True)}
                   for a, vals in (("pgd", pgd), ("fgsm", fgsm), ("worst", worst))}
         _, _, method, seed = name.split("-")
-        flags = {"worst": {f"eps_{e:.4f}": _flags(v, FLAG_START[method]) for e, v in zip(EPS, worst, strict=True)}}
+        flags = {a: {f"eps_{e:.4f}": _flags(v, FLAG_START[method]) for e, v in zip(EPS, vals, strict=True)}
+                 for a, vals in (("pgd", pgd), ("fgsm", fgsm), ("worst", worst))}
         ci = {a: {k: list(wilson(v * N_EX, N_EX)) for k, v in accs.items()} for a, accs in robust.items()}
         # the evaluate module's names; stronger_attack_is_square describes a check, it is not one
         checks = {"monotone_ok": True, "large_eps_ok": True, "pgd_vs_fgsm_ok": True, "stronger_attack_is_square": False}
@@ -81,7 +82,9 @@ def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
         write_json(paths.attack_metrics(name), {"run": name, "dataset": "mnist", "model": "lenet", "method": method,
                                                 "seed": int(seed[1:]), "n_examples": N_EX, "examples_sha256": "same",
                                                 "clean_acc": clean, "eps": EPS, "robust_acc": robust, "robust_ci": ci,
-                                                "robust_flags": flags, "breakdown": {}, "checks": checks,
+                                                "robust_flags": flags, "clean_flags": _flags(clean, 0),
+                                                "budgets": {"fgsm": "FGSM", "pgd": "PGD 10 steps"},
+                                                "breakdown": {}, "checks": checks,
                                                 "seconds": 1.0})
 
 
@@ -121,6 +124,12 @@ def _with_ci(cell: str, k: int, n: int) -> str:
     return f"{cell} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def _with_arm_ci(cell: str, method: str, accs: list[float]) -> str:
+    """The cell with the seeds' mean interval: the fixture's flags, the test point as the unit."""
+    lo, hi = clustered.arm_interval([_flags(a, FLAG_START[method]) for a in accs])
+    return f"{cell} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
 def _exact_p(b: int, c: int) -> float:
     """Two-sided exact binomial p of b among b + c at 1/2, as a fraction."""
     n = b + c
@@ -140,13 +149,15 @@ def test_groups_and_table_values(groups):
     assert header == ("model / method", "clean (test set)", "eps 0.1", "eps 0.25", "eps 0.3")
     std, bo, adv = rows
     assert std[1] == _cell(_two(0.990, 0.986), 2)
-    # robust cells: mean ± seed std, then the Wilson interval of the pooled count (10 + 12 of 2 x 50)
-    assert std[2] == _with_ci(_cell(_two(0.20, 0.24), 2), 22, 100)
-    assert std[4] == _with_ci(_cell(_two(0.02, 0.04), 2), 3, 100)
-    assert bo[3] == _with_ci(_cell(_two(0.60, 0.62), 2), 61, 100)
-    assert adv[2] == _with_ci(_cell(0.90, 1), 45, 50) and adv[1] == "98.00 (single run)"
+    # robust cells: mean ± seed std, then the interval of the seeds' mean on the same 50 points; no longer
+    # the Wilson interval of the pooled count (10 + 12 of 2 x 50), which counted each point twice
+    assert std[2] == _with_arm_ci(_cell(_two(0.20, 0.24), 2), "standard", [0.20, 0.24])
+    assert std[2] != _with_ci(_cell(_two(0.20, 0.24), 2), 22, 100)
+    assert std[4] == _with_arm_ci(_cell(_two(0.02, 0.04), 2), "standard", [0.02, 0.04])
+    assert bo[3] == _with_arm_ci(_cell(_two(0.60, 0.62), 2), "batchout", [0.60, 0.62])
+    assert adv[2] == _with_ci(_cell(0.90, 1), 45, 50) and adv[1] == "98.00 (single run)"  # one seed: Wilson
     fgsm_rows = tables.accuracy_table(groups, "fgsm").items[1:]
-    assert fgsm_rows[0][2] == _with_ci(_cell(_two(0.50, 0.56), 2), 53, 100)
+    assert fgsm_rows[0][2] == _with_arm_ci(_cell(_two(0.50, 0.56), 2), "standard", [0.50, 0.56])
     assert grouping.attacks_of(groups) == ["worst", "fgsm", "pgd"]  # the verdicts' attack first
 
 
@@ -162,7 +173,10 @@ def test_paired_verdicts_both_ways(groups):
     # eps 0.1: standard robust on points 0..9 / 0..11, batchout on 5..44 / 5..43 (the fixture's flags)
     pgd = rows[("batchout", "standard", "worst", 0.1)]
     assert pgd["discordant"] == {"b": 35 + 32, "c": 5 + 5} and pgd["test_points"] == N_EX
-    assert pgd["diff"] == pytest.approx(0.79 - 0.22) and pgd["p"] == pytest.approx(_exact_p(67, 10), rel=1e-12)
+    d = [sum(int(_flags(b, 5)[i]) - int(_flags(a, 0)[i]) for a, b in ((0.20, 0.80), (0.24, 0.78)))
+         for i in range(N_EX)]
+    assert pgd["diff"] == pytest.approx(0.79 - 0.22) and pgd["p"] == pytest.approx(clustered.sign_flip_p(d), rel=1e-12)
+    assert pgd["p"] > 100 * _exact_p(67, 10)  # the pooled McNemar the old code used: 2 seeds are not 2 x 50 points
     assert pgd["ci"][0] < pgd["diff"] < pgd["ci"][1] and pgd["seeds_paired"] == 2
     judged = [r for r in rows.values() if r["p"] is not None]
     assert len(judged) == 4  # clean + 3 eps of batchout vs standard; adversarial is a single run
@@ -183,20 +197,30 @@ def test_single_run_cannot_be_judged(groups):
             for r in rows] == [False] + [True] * len(EPS)
 
 
-def test_markdown_starts_with_the_answer(groups):
+def test_markdown_starts_with_the_answer_table_and_three_sentences(groups):
     rows = compare.comparisons(groups, 0.05)
     p01 = next(r for r in rows if r["quantity"] == "worst" and r["eps"] == 0.1 and r["b"] == "standard")
     text = render.to_markdown("T", tables.build_blocks("T", groups, 0.05, {}))
-    head, answer, rest = text.split("\n\n", 2)[0], text.split("\n\n")[1:3], text.split("\n\n", 3)[3]
-    assert head == "# T" and answer[0] == "## Answer: is BatchOut more robust?"
-    # eps 0.1: standard's worst case (22 %) is furthest from 0 and from its clean accuracy (99 %)
-    assert answer[1].startswith("mnist, at eps 0.1 (the budget where standard's worst-case accuracy is furthest")
+    head, *parts = text.split("\n\n")
+    assert head == "# T" and parts[:2] == ["## Answer: is BatchOut more robust?", "### mnist"]
+    table = parts[2].splitlines()
+    assert table[0] == "| comparison | eps | difference (points) | 95 % CI | Holm p | verdict |"
     lo, hi = p01["ci"]
-    assert (f"batchout vs standard (lenet) at eps 0.1: +57.00 points, 95 % CI [{100 * lo:+.2f}, {100 * hi:+.2f}], "
-            f"p = {p01['p_holm']:.3g} (Holm), under the worst case over fgsm, pgd; seeds 2, test points 50 per seed: "
-            "batchout higher.") in answer[1]
-    assert "batchout vs adversarial (lenet) at eps 0.1: -11.00 points (difference of seed means)" in answer[1]
-    assert "## Answer" not in rest and rest.startswith("## Summary")
+    assert (f"| batchout vs standard (lenet) | 0.1 (headline) | +57.00 | [{100 * lo:+.2f}, {100 * hi:+.2f}] | "
+            f"{p01['p_holm']:.3g} | batchout higher |") in table
+    assert any(line.startswith("| batchout vs standard (lenet) | clean | -0.15 |") for line in table)
+    assert ("| batchout vs adversarial (lenet) | 0.1 (headline) | -11.00 | – | – | cannot be judged (single run "
+            "(n=2 vs n=1)) ⚠ checks failed |") in table
+    words = parts[3]
+    assert words.count(". ") + 1 <= 3 and words.endswith(".")  # at most three sentences
+    assert words.startswith("Robust numbers are the worst case per test point over FGSM and PGD 10 steps, on 50 "
+                            "test points attacked under 1/2 seeds per arm; the headline eps 0.1 is where standard's")
+    assert "Resolved (Holm, alpha = 0.05): batchout higher than standard at eps 0.1, eps 0.25, eps 0.3;" in words
+    assert ("claim about these seeds' trained models on these test points, not about the method in general; runs "
+            "that failed an evaluation check (⚠): mnist-lenet-adversarial-s0.") in words
+    # the long form, in words, moved below the summary
+    rest = text[text.index("## Summary"):]
+    assert "## Answer" not in rest and "seeds 2 on the same 50 test points: batchout higher." in rest
 
 
 def test_markdown_has_masking_flag_and_paper_numbers(groups):
@@ -256,7 +280,11 @@ def test_stage_writes_reports_and_mlflow_run(setup):
     png = base64.b64decode(page[start:page.index("'", start)])
     assert png == (out / "figures" / "robustness_mnist.png").read_bytes() and png[:4] == b"\x89PNG"
     # the DVC metrics: one file per run and the arms' means, numbers only
-    assert sorted(p.name for p in paths.metrics.iterdir()) == sorted(["arms.json", *(f"{r}.json" for r in RUNS)])
+    assert sorted(p.name for p in paths.metrics.iterdir()) == sorted(["arms.json", "checks.json",
+                                                                      *(f"{r}.json" for r in RUNS)])
+    checks = json.loads((paths.metrics / "checks.json").read_text())
+    assert checks["mnist-lenet-adversarial-s0"] == {"flagged": 1}
+    assert checks["mnist-lenet-standard-s0"] == {"flagged": 0}
     one = json.loads(paths.run_metrics("mnist-lenet-batchout-s0").read_text())
     assert one["clean"] == RUNS["mnist-lenet-batchout-s0"][0] and one["eps"] == 0.1
     assert one["worst"]["0.1"] == min(RUNS["mnist-lenet-batchout-s0"][2][0], RUNS["mnist-lenet-batchout-s0"][3][0])
@@ -277,9 +305,11 @@ def test_stage_writes_reports_and_mlflow_run(setup):
     assert {k: run.data.metrics[f"comparisons_{k}"] for k in ("significant", "not_resolved", "not_judged", "suspect")} \
         == {"significant": 3, "not_resolved": 1, "not_judged": 4, "suspect": 3}
     assert summary["counts"]["significant"] == 3 and summary["headline_eps"] == {"mnist": 0.1}
-    assert summary["groups"][0]["robust"]["worst"]["eps_0.1000"]["pooled_wilson95"] == pytest.approx(_wilson(22, 100))
+    assert summary["groups"][0]["robust"]["worst"]["eps_0.1000"]["ci95"] == pytest.approx(
+        clustered.arm_interval([_flags(0.20, 0), _flags(0.24, 0)]))
     assert run.data.params["alpha"] == "0.05"
-    assert (out / "report.md").read_text().startswith("# Test report\n\n## Answer: is BatchOut more robust?\n\nmnist")
+    assert (out / "report.md").read_text().startswith("# Test report\n\n## Answer: is BatchOut more robust?\n\n"
+                                                      "### mnist\n\n| comparison | eps |")
     assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} >= {"report/report.html",
                                                                                  "report/report.md"}
 

@@ -14,7 +14,7 @@ from fractions import Fraction
 import pytest
 
 from batchout.io import eps_key
-from batchout.reporting import answer, compare, render, tables
+from batchout.reporting import answer, clustered, compare, inference, render, tables
 from batchout.reporting.groups import RunRecord, make_groups
 
 Z975, Z80 = 1.959963984540054, 0.8416212335729143  # standard normal quantiles (tables)
@@ -45,21 +45,24 @@ def _robust(rows: list[dict]) -> dict:
     return next(r for r in rows if r["quantity"] == "worst")
 
 
-def test_stratified_pooling_of_seed_pairs():
-    # seed 0: A robust on 0..29, B on 20..39 -> b = 20, c = 10; seed 1: A on 0..9, B on 5..29 -> b = 5, c = 20
+def test_seed_pairs_on_the_same_points_are_tested_per_point():
+    # seed 0: A robust on 0..29, B on 20..39 -> b = 20, c = 10; seed 1: A on 0..9, B on 5..29 -> b = 5, c = 20.
+    # Per point (sum over the two seed pairs): 0..4 +1, 5..9 0, 10..19 +1 -1 = 0, 20..29 -1 +(-1) ... read off below.
     spans = {("batchout", 0): range(30), ("standard", 0): range(20, 40), ("batchout", 1): range(10),
              ("standard", 1): range(5, 30)}
     runs = [rec(m, s, {0.1: _flags(span, 50)}, 0.97 + 0.01 * s) for (m, s), span in spans.items()]
     row = _robust(compare.comparisons(make_groups(runs), 0.05))
-    assert row["discordant"] == {"b": 25, "c": 30}  # pooled over the two strata, not averaged
-    assert row["p"] == pytest.approx(_exact_p(25, 30), rel=1e-12)
+    d = [sum((i in spans[("batchout", s)]) - (i in spans[("standard", s)]) for s in (0, 1)) for i in range(50)]
+    assert row["discordant"] == {"b": 25, "c": 30}  # the pooled table is still reported
+    # The old code tested the pooled table, p = exact McNemar(25, 30) = 0.590; the unit is now the test point.
+    assert row["p"] == pytest.approx(clustered.sign_flip_p(d), rel=1e-12) != pytest.approx(_exact_p(25, 30))
+    assert row["test"] == "exact sign-flip over test points (clustered McNemar)"
     assert row["diff"] == pytest.approx(((20 - 10) / 50 + (5 - 20) / 50) / 2)  # mean of the per-seed differences
-    # pooled table: a = 10 + 5, b = 25, c = 30, d = 10 + 20 -> p1 = 40/100, p2 = 45/100
     assert row["ci"][0] < -0.05 < row["ci"][1] and row["seeds_paired"] == 2 and row["test_points"] == 50
 
 
 def test_significant_both_ways_and_holm_over_data_sets():
-    # mnist: batchout robust on 0..59, standard on 0..39 (b = 20 per seed); cifar10: the other way round
+    # mnist: batchout robust on 0..59, standard on 0..39 (the same 20 points per seed); cifar10: the other way round
     def pair(ds: str, more: str) -> list[RunRecord]:
         wide, narrow = _flags(range(60), 100), _flags(range(40), 100)
         return [rec(m, s, {0.1: wide if m == more else narrow}, 0.9 + 0.01 * s, dataset=ds)
@@ -67,24 +70,41 @@ def test_significant_both_ways_and_holm_over_data_sets():
 
     rows = compare.comparisons(make_groups(pair("mnist", "batchout") + pair("cifar10", "standard")), 0.05)
     up, down = (_robust([r for r in rows if r["dataset"] == ds]) for ds in ("mnist", "cifar10"))
-    assert up["discordant"] == {"b": 40, "c": 0} and up["p"] == pytest.approx(2 / 2**40)
+    # 20 points, each discordant under both seeds: 2 / 2^20 (pooling called it 40 points: 2 / 2^40)
+    assert up["discordant"] == {"b": 40, "c": 0} and up["p"] == pytest.approx(2 / 2**20)
     assert up["verdict"] == "batchout higher" and down["verdict"] == "batchout lower"
     assert down["diff"] == pytest.approx(-0.2) and up["outcome"] == "higher" and down["outcome"] == "lower"
-    # Holm spans both data sets: two tied smallest p-values of 4 judged rows -> 4 p and then 3 p -> both 4 p
+    # the two seeds agree on every point: exactly one seed's Newcombe interval
+    assert up["ci"] == pytest.approx(list(inference.newcombe_paired(40, 20, 0, 40)), abs=0)
+    # Holm spans both data sets; the clean rows have zero spread (0.01 per seed pair both times): not judged
     judged = [r for r in rows if r["p"] is not None]
-    assert len(judged) == 4 and up["p_holm"] == pytest.approx(4 * up["p"]) == down["p_holm"]
+    assert len(judged) == 2 and up["p_holm"] == pytest.approx(2 * up["p"]) == down["p_holm"]
 
 
-def test_not_resolved_states_the_sample_size_formula():
-    # per seed of 100 points: batchout robust on 0..51, standard on 4..53 -> b = 4, c = 2; pooled b = 8, c = 4
+def test_not_resolved_is_sized_at_the_rows_holm_level_in_test_points():
+    # per seed of 100 points: batchout robust on 0..51, standard on 4..53 -> b = 4, c = 2, the same points per seed
     runs = [rec("batchout", s, {0.1: _flags(range(52), 100)}, acc) for s, acc in ((0, 0.99), (1, 0.98))]
     runs += [rec("standard", s, {0.1: _flags(range(4, 54), 100)}, acc) for s, acc in ((0, 0.985), (1, 0.987))]
-    row = _robust(compare.comparisons(make_groups(runs), 0.05))
-    assert row["p"] == pytest.approx(2 * (1 + 12 + 66 + 220 + 495) / 4096)  # 2 P(Bin(12, 1/2) <= 4)
-    need = (Z975 + Z80) ** 2 * (12 / 200) / (4 / 200) ** 2  # (z + z)^2 p_disc / d^2 = 1177.3
+    rows = compare.comparisons(make_groups(runs), 0.05)
+    row, clean = _robust(rows), next(r for r in rows if r["quantity"] == "clean")
+    assert row["p"] == pytest.approx(2 * (1 + 6 + 15) / 64)  # one seed's table: 2 P(Bin(6, 1/2) <= 2)
+    assert row["p"] < clean["p"] and row["holm_level"] == pytest.approx(0.05 / 2)  # first of 2 Holm steps
+    # Connor at the Holm level 0.025: d_i = +-2 on 6 points over S = 2: s0^2 = 24 / 400, delta = 4 / 200
+    z = inference.z_quantile(1 - 0.025 / 2)
+    need = (z * math.sqrt(0.06) + Z80 * math.sqrt(0.06 - 0.02**2)) ** 2 / 0.02**2
     assert row["needed"] == pytest.approx(need) and row["outcome"] == "not resolved"
-    assert row["verdict"] == ("not resolved at this sample size: about 1178 paired test points (12 seeds x 100) "
-                              "would resolve a difference this large at 80 % power")
+    assert math.ceil(need) != 1178  # the old figure: alpha 0.05, twelve "seeds" of new points
+    assert row["verdict"] == (f"not resolved at this sample size: about {math.ceil(need)} test points (each "
+                              "attacked under these 2 seed pairs; more seeds on the same points add no test points) "
+                              "would resolve a difference this large at 80 % power and its Holm level 0.025")
+
+
+def test_a_zero_variance_clean_row_cannot_be_judged():
+    f = {0.1: _flags(range(10), 20)}
+    runs = [rec("batchout", s, f, 0.95) for s in (0, 1, 2)] + [rec("standard", s, f, 0.94) for s in (0, 1, 2)]
+    clean = next(r for r in compare.comparisons(make_groups(runs), 0.05) if r["quantity"] == "clean")
+    assert clean["p"] is None and clean["outcome"] == "not judged"  # the old code: p = 0, "batchout higher"
+    assert clean["verdict"] == "cannot be judged: zero variance: every seed pair differs by exactly +1.00 points"
 
 
 def test_refusals_single_run_unpaired_and_different_points():
@@ -123,10 +143,10 @@ def test_headline_eps_answer_and_sections():
     assert compare.headline_eps(groups, {}) == {"mnist": 0.1}
     assert compare.headline_eps(groups, {"mnist": 0.3}) == {"mnist": 0.3}
     rows = compare.comparisons(groups, 0.05)
-    text = answer.dataset_paragraph("mnist", groups, rows, 0.3, chosen=True)
+    text = answer.long_form("mnist", groups, rows, 0.3, chosen=True)
     assert text.startswith("mnist, at eps 0.3 (set in report.headline_eps): batchout vs standard (lenet) at eps 0.3: "
                            "+45.00 points, 95 % CI [")
-    assert "under the worst case over pgd; seeds 2, test points 20 per seed: batchout higher." in text
+    assert "under the worst case over pgd; seeds 2 on the same 20 test points: batchout higher." in text
     header, *body = tables.breakdown_tables(groups, 0.1)[1].items
     assert header == ("model / method", "after pgd", "after fab") and body[0][1:] == ("50.00 ± 0.00 (n=2)",
                                                                                       "40.00 ± 0.00 (n=2)")

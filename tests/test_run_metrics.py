@@ -18,7 +18,7 @@ from batchout.config import Params
 from batchout.io import eps_key
 from batchout.paths import run_name
 from batchout.reporting.groups import RunRecord
-from batchout.reporting.run_metrics import arm_metrics, eps_label, run_metrics
+from batchout.reporting.run_metrics import arm_metrics, check_metrics, eps_label, run_metrics
 from batchout.reporting.stats import wilson
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -54,6 +54,18 @@ def test_run_file_holds_numbers_only_at_the_headline_eps():
     arms = arm_metrics(records, {"mnist": 0.2})
     assert arms == {"mnist-lenet-standard": {"clean": round((0.9871 + 0.9801) / 2, 4),
                                              "worst": round((30 + 21) / 2 / N, 4)}}
+
+
+def test_checks_file_holds_the_ensemble_convergence_per_run():
+    """metrics/checks.json: the ensemble's drop at 4x its budget (and the worst case's), the PGD drop, flagged."""
+    ok, bad = (_record("mnist-lenet-standard", s, "mnist", [0.1], 0.98, [50]) for s in (0, 1))
+    ok.attack["checks"] = {"more_iterations_drop": 0.01, "more_iterations_ok": True, "ensemble_converged_ok": True,
+                           "ensemble": {"drop": 0.02, "worst_drop": 0.0}}
+    bad.attack["checks"] = {"more_iterations_drop": 0.0, "ensemble_converged_ok": False, "suspected_gradient_masking":
+                            True, "ensemble": {"drop": 0.12345, "worst_drop": 0.08}}
+    assert check_metrics([ok, bad]) == {
+        "mnist-lenet-standard-s0": {"ensemble_drop": 0.02, "worst_drop": 0.0, "pgd_drop": 0.01, "flagged": 0},
+        "mnist-lenet-standard-s1": {"ensemble_drop": 0.1235, "worst_drop": 0.08, "pgd_drop": 0.0, "flagged": 1}}
 
 
 def test_without_a_headline_the_interval_is_left_out():

@@ -110,6 +110,8 @@ def test_ui_serves_run_metrics_and_artifacts(project, ui_server):
     assert set(expected) == {f"robust_acc.{a}.eps_{e}" for a in ("fgsm", "pgd", "worst") for e in ("0.1000", "0.3000")}
     assert {k: served[k] for k in expected} == pytest.approx(expected, abs=1e-9)
     assert served["test_acc"] == pytest.approx(project.train["test_acc"])
+    # the checks' numbers beside their tags (the more-iterations drop, a fraction of the check points)
+    assert served["check.more_iterations_drop"] == pytest.approx(project.attack["checks"]["more_iterations_drop"])
     # run artifacts: the training curves and the attack's plot and json, byte for byte
     run_id = run["info"]["run_id"]
     listed = get_json(f"{api}/artifacts/list", {"run_id": run_id, "path": "robustness"})["files"]

@@ -80,14 +80,17 @@ def test_pgd_early_exit_returns_exactly_what_the_full_batch_loop_returns(tiny, w
     assert counter.rows < 10 * len(x)  # fooled examples left the batch
 
 
-def _non_monotone(model: nn.Module):
+class _NonMonotone:
     """An attack that works at eps <= 0.1 and gives up above: a weak spot reuse must not hide."""
-    pgd = create_attack("pgd", model, steps=10)
 
-    def attack(x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-        return pgd(x, y, eps) if eps <= 0.1 else x.clone()
+    def __init__(self, model: nn.Module) -> None:
+        self.pgd = create_attack("pgd", model, steps=10)
 
-    return attack
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+        return self.pgd(x, y, eps) if eps <= 0.1 else x.clone()
+
+    def describe(self) -> str:
+        return "PGD 10 steps up to eps 0.1"
 
 
 def test_eps_reuse_reports_the_same_numbers_with_less_work(tiny):
@@ -115,7 +118,7 @@ def test_eps_reuse_keeps_an_adversarial_example_a_larger_budget_missed(tiny, mon
     import batchout.evaluation.robust as robust
 
     model, x, y = tiny
-    monkeypatch.setattr(robust, "create_attack", lambda name, m, **kw: _non_monotone(m))
+    monkeypatch.setattr(robust, "create_attack", lambda name, m, **kw: _NonMonotone(m))
     torch.manual_seed(0)
     ind = robust.robust_grid(model, x, y, {"flaky": {}}, [0.1, 0.2], 64, "cpu")
     torch.manual_seed(0)

@@ -16,7 +16,8 @@ import pytest
 from batchout.reporting import inference
 from batchout.reporting.stats import wilson
 
-Z975, Z80 = 1.959963984540054, 0.8416212335729143  # standard normal quantiles (tables)
+Z975 = 1.959963984540054  # the standard normal 97.5 % quantile (tables)
+
 
 
 def test_wilson_textbook_values():
@@ -74,7 +75,8 @@ def test_paired_t_known_differences():
     assert res.p == pytest.approx(0.0305, abs=5e-4)
     half = 3.1824 * math.sqrt(5 / 3) / 2  # t_{0.975, 3} = 3.1824 (tables)
     assert (res.lo, res.hi) == pytest.approx((2.5 - half, 2.5 + half), abs=1e-3)
-    assert inference.paired_t([0.0, 0.0]).p == 1.0 and inference.paired_t([0.01, 0.01]).p == 0.0
+    # zero spread has no standard error: cannot be judged (the old code called [0.01, 0.01] p = 0, significant)
+    assert inference.paired_t([0.0, 0.0]).p is None and inference.paired_t([0.01, 0.01]).p is None
     with pytest.raises(ValueError, match="at least 2"):
         inference.paired_t([0.1])
 
@@ -84,13 +86,12 @@ def test_holm_on_a_known_list():
     assert inference.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert inference.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert inference.holm([]) == []
+    # the level each p was compared with: alpha / 4, / 3, / 2, / 1 in ascending order of p
+    assert inference.holm_levels([0.01, 0.04, 0.03, 0.005], 0.05) == pytest.approx([0.05 / 3, 0.05, 0.05 / 2, 0.05 / 4])
 
 
-def test_sample_sizes_for_not_resolved_rows():
-    # N = (z_0.975 + z_0.8)^2 p_disc / d^2 with p_disc = 40 / 200, d = 20 / 200
-    assert inference.points_needed(30, 10, 200, 0.05) == pytest.approx((Z975 + Z80) ** 2 * 0.2 / 0.1**2)
-    assert inference.points_needed(5, 5, 200, 0.05) is None  # no observed difference: no N resolves it
-    # seeds: the smallest k with k >= (t_{0.975,k-1} + t_{0.8,k-1})^2 sd^2 / d^2; with sd = d, from t tables:
+def test_seed_pairs_needed_for_a_clean_row():
+    # the smallest k with k >= (t_{0.975,k-1} + t_{0.8,k-1})^2 sd^2 / d^2; with sd = d, from t tables:
     # k = 9 needs (2.3060 + 0.8889)^2 = 10.21 > 9, k = 10 needs (2.2622 + 0.8834)^2 = 9.89 <= 10
     k = inference.seeds_needed(1.0, 1.0, 0.05)
     crit = {9: (2.3060, 0.8889), 10: (2.2622, 0.8834)}  # t_{0.975, df}, t_{0.8, df} for df = k - 1 (tables)

@@ -210,6 +210,8 @@ class APGDCE(APGD):
     Defaults: ``steps=100``, ``restarts=1`` (AutoAttack "standard"); momentum 0.75, step ``2 * eps``.
     """
 
+    label = "APGD-CE"
+
     def __init__(self, model: nn.Module, steps: int = 100, restarts: int = 1) -> None:
         super().__init__(model, steps=steps, restarts=restarts)
 
@@ -226,6 +228,8 @@ class APGDT(APGD):
     4+ classes, else targeted cross-entropy ``-CE(z, t)`` (the reference code's fallback; CIFAR3
     has 3 classes). Defaults: ``steps=100``, ``restarts=1``, ``n_targets=9`` (AutoAttack "standard").
     """
+
+    label = "APGD-T"
 
     def __init__(self, model: nn.Module, steps: int = 100, restarts: int = 1, n_targets: int = 9) -> None:
         super().__init__(model, steps=steps, restarts=restarts, n_targets=n_targets)

@@ -32,6 +32,8 @@ class AutoAttack(Attack):
     """The cascade of :data:`STANDARD`; L-infinity, pixels in [0, 1]. Each keyword names a member
     and holds that member's settings (merged over the standard budget), or ``False`` to leave it out."""
 
+    label = "AutoAttack"
+
     def __init__(self, model: nn.Module, apgd_ce: dict | bool | None = None, apgd_t: dict | bool | None = None,
                  fab_t: dict | bool | None = None, square: dict | bool | None = None) -> None:
         given = {"apgd_ce": apgd_ce, "apgd_t": apgd_t, "fab_t": fab_t, "square": square}
@@ -46,6 +48,23 @@ class AutoAttack(Attack):
         self.members: dict[str, Attack] = {
             name: create_attack(name, model, **{**STANDARD[name], **(given[name] or {})}) for name in kept}
         self.broken_by = torch.zeros(0, dtype=torch.long)
+
+    @property
+    def standard(self) -> bool:
+        """True when this is the standard version: every member, each at its standard budget."""
+        standard = {name: create_attack(name, self.model, **cfg).settings for name, cfg in STANDARD.items()}
+        return {name: m.settings for name, m in self.members.items()} == standard
+
+    def describe(self) -> str:
+        """"the standard AutoAttack (APGD-CE 100 steps, ...)" or "a reduced-budget AutoAttack (...; FAB-T left
+        out), not the standard AutoAttack": a verdict must say which one it rests on."""
+        members = ", ".join(m.describe() for m in self.members.values())
+        left = [create_attack(n, self.model).label for n in STANDARD if n not in self.members]
+        if left:
+            members += f"; {', '.join(left)} left out"
+        if self.standard:
+            return f"the standard AutoAttack ({members})"
+        return f"a reduced-budget AutoAttack ({members}), not the standard AutoAttack"
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
         x_adv = x.clone()

@@ -77,7 +77,8 @@ class Attack:
     ``[0, 1]`` and the eps ball as a safety net. Subclasses implement :meth:`perturb`.
     """
 
-    name: ClassVar[str] = "attack"
+    name: ClassVar[str] = "attack"  # the registry's name (params.yaml key)
+    label: ClassVar[str] = "attack"  # how a report writes it: "PGD", "APGD-CE"
 
     def __init__(self, model: nn.Module, **settings: Any) -> None:
         self.model = model
@@ -103,6 +104,19 @@ class Attack:
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """The attack and its budget in words, for a report: "PGD 40 steps x 2 restarts", "APGD-T 3x10"
+        (targets x steps), "Square 100 queries"."""
+        s = self.settings
+        words = [self.label]
+        if s.get("steps") is not None:
+            words.append(f"{s['n_targets']}x{s['steps']}" if s.get("n_targets") else f"{s['steps']} steps")
+        if s.get("restarts", 1) > 1:
+            words.append(f"x {s['restarts']} restarts")
+        if s.get("n_queries") is not None:
+            words.append(f"{s['n_queries']} queries")
+        return " ".join(words)
 
     def input_grad(self, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the summed per-example loss with respect to ``x``, and the logits.

@@ -31,6 +31,8 @@ class DeepFool(Attack):
     backward per class, the batch is vectorised); examples already misclassified stop moving.
     """
 
+    label = "DeepFool"
+
     def __init__(self, model: nn.Module, steps: int = 3, overshoot: float = 0.02) -> None:
         super().__init__(
             model,

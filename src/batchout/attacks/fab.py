@@ -62,6 +62,8 @@ class FABT(Attack):
     also make pyautoattack a runtime dependency. tests/test_reference_attacks.py checks both agree.
     """
 
+    label = "FAB-T"
+
     def __init__(self, model: nn.Module, steps: int = 100, restarts: int = 1, n_targets: int = 9) -> None:
         super().__init__(
             model,

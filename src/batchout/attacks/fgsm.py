@@ -20,6 +20,8 @@ class FGSM(Attack):
     Norm: L-infinity. Input range: pixels in [0, 1]; eps in the same units. No settings (the
     paper's method has none besides eps)."""
 
+    label = "FGSM"
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
 

@@ -29,6 +29,8 @@ class PGD(Attack):
     With ``random_start=False, steps=1, step_size=eps`` this is FGSM.
     """
 
+    label = "PGD"
+
     def __init__(
         self,
         model: nn.Module,

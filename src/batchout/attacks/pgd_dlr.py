@@ -37,5 +37,7 @@ class PGDDLR(PGD):
     ``steps=10``, ``step_size=None`` (``2.5 * eps / steps``), ``restarts=1``, ``random_start=True``.
     """
 
+    label = "PGD-DLR"
+
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return dlr_loss(logits, y) if logits.shape[1] >= 3 else cw_loss(logits, y)

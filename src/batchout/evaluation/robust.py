@@ -111,6 +111,11 @@ def _mean(flags: torch.Tensor, n: int) -> float:
     return float(flags.sum()) / max(n, 1)
 
 
+def flag_string(flags: torch.Tensor) -> str:
+    """Per example "1" (robust / correct) or "0", in input order: what paired tests read."""
+    return "".join("1" if f else "0" for f in flags.tolist())
+
+
 def robust_grid(
     model: nn.Module,
     x: torch.Tensor,
@@ -158,6 +163,7 @@ def robust_grid(
     n = len(y)
     correct = predict(model, xf, batch_size, device) == y
     robust: dict[str, list[float]] = {name: [] for name in attackers}
+    robust_flags: dict[str, list[str]] = {name: [] for name in attackers}
     cumulative: dict[str, list[float]] = {name: [] for name in attackers}
     seconds = dict.fromkeys(attackers, 0.0)
     worst: list[float] = []
@@ -178,6 +184,7 @@ def robust_grid(
                     breakdown[name][member].append(_mean(pool & ~((broken >= 0) & (broken <= j)), n))
                 seconds[name] += time.perf_counter() - start
                 robust[name].append(_mean(flags, n))
+                robust_flags[name].append(flag_string(flags))
                 alive &= flags
                 cumulative[name].append(_mean(alive, n))
                 task.advance(1, attack=name, eps=e, acc=robust[name][-1], worst=cumulative[name][-1])
@@ -186,14 +193,16 @@ def robust_grid(
             if reuse_eps:
                 carried["worst"] = alive
             worst.append(_mean(alive, n))
-            worst_flags.append("".join("1" if f else "0" for f in alive.tolist()))
+            worst_flags.append(flag_string(alive))
     result: dict[str, Any] = {
         "n": n,
         "clean_acc": _mean(correct, n),
         "eps": eps,
         "attacks": {name: dict(settings) for name, settings in attacks.items()},
+        "budgets": {name: attack.describe() for name, attack in attackers.items()},  # in words, for reports
         "worst_acc": worst,
         "worst_flags": worst_flags,
+        "clean_flags": flag_string(correct),
         "cumulative_acc": cumulative,
         "seconds": {name: round(s, 3) for name, s in seconds.items()},
         "mode": "cascade" if cascade else "independent",
@@ -201,6 +210,7 @@ def robust_grid(
     }
     if not cascade:
         result["robust_acc"] = robust
+        result["robust_flags"] = robust_flags
     if breakdown:
         result["breakdown"] = breakdown
     return result

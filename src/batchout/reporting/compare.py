@@ -1,4 +1,5 @@
-"""Method comparisons a robustness reviewer can accept: paired by seed, tested, Holm-corrected.
+"""Method comparisons a robustness reviewer can accept: paired by seed, the test point as the unit,
+Holm-corrected.
 
 Usage: ``rows = comparisons(groups, alpha=0.05)``; ``headline_eps(groups, {"mnist": 0.1})``
 
@@ -6,20 +7,21 @@ For each ``groups.PAIRS`` comparison within a (data set, model), seed s of A is 
 of B (unmatched seeds are left out and counted). Two kinds of row:
 
 * robust (``quantity`` "worst", one per eps): per-example worst case over every attack of the grid.
-  Both sides must have attacked the same test points (equal ``examples_sha256``). Per seed pair,
-  McNemar's discordant counts b (A robust, B not) and c (B robust, A not) from ``robust_flags``;
-  the seed pairs are combined by pooling their 2x2 tables (a stratified McNemar: under H0 every
-  discordant point of every stratum is A-type with probability 1/2), tested with the two-sided
-  exact binomial test of b against b + c. The difference is the mean over seed pairs of
-  acc_A - acc_B; its 95 % interval is Newcombe's hybrid score interval on the pooled table
-  (``inference.newcombe_paired``). The pooled test treats the trained models as fixed: it measures
-  test-point sampling error, and seed-to-seed variation only through the pooling over seeds.
+  Both sides must have attacked the same test points (equal ``examples_sha256``), and every seed of
+  a data set is attacked on those same points: a point's S seed pairs are one cluster, not S
+  independent samples. Per test point i, d_i = sum over seed pairs of (A robust) - (B robust); the
+  test is the exact sign-flip permutation test over points (``clustered.sign_flip_p``: under H0 each
+  d_i is as likely -d_i; with one seed it is exact McNemar), the difference is the mean over seed
+  pairs of acc_A - acc_B, and its 95 % interval is Newcombe's on the pooled table shrunk to its
+  effective size by the point-clustered design effect (``clustered.diff_interval``). The trained
+  models are fixed: "A higher" is a claim about these seeds' models on these test points.
 * clean (``quantity`` "clean"): test accuracy over the whole test split (no per-example flags), a
-  paired t-test over the seed pairs' differences, with its t interval.
+  paired t-test over the seed pairs' differences, with its t interval; zero spread cannot be judged.
 
 A side with a single run, or fewer than two seed pairs, is never judged: one model per method
 cannot separate the method from its seed. Holm's correction runs over every judged row of the
-report (robust and clean, all data sets) at ``alpha``.
+report (robust and clean, all data sets) at ``alpha``; a row that is not resolved is sized for the
+level Holm compared it with (``inference.holm_levels``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchout.io import eps_key
-from batchout.reporting import inference
+from batchout.reporting import clustered, inference
 from batchout.reporting.groups import (
     EPS_TOL,
     PAIRS,
@@ -71,72 +73,81 @@ def pair_by_seed(a: Group, b: Group) -> Pairing:
     return Pairing(pairs, unmatched, reason)
 
 
-def _table(ra: RunRecord, rb: RunRecord, eps: float) -> tuple[int, ...] | str:
-    """One seed pair's 2x2 counts (a, b, c, d) of per-example worst-case robustness, or why not."""
+def _flags(ra: RunRecord, rb: RunRecord, eps: float) -> tuple[str, str] | str:
+    """One seed pair's per-example worst-case flags on the same test points, or why not."""
     sha = ra.attack.get("examples_sha256"), rb.attack.get("examples_sha256")
     if None in sha:
         return f"attack metrics of seed {ra.seed_no} predate examples_sha256 (rerun the attack stage)"
     if sha[0] != sha[1]:
         return f"different test points (examples_sha256 of seed {ra.seed_no} differ)"
-    fa, fb = (r.attack.get("robust_flags", {}).get(VERDICT_ATTACK, {}).get(eps_key(eps)) for r in (ra, rb))
+    fa, fb = (r.flags(VERDICT_ATTACK, eps) for r in (ra, rb))
     if fa is None or fb is None or len(fa) != len(fb):
         return f"no per-example flags at eps {eps:g} for seed {ra.seed_no}"
-    pairs = list(zip(fa, fb, strict=True))
-    return tuple(pairs.count(p) for p in (("1", "1"), ("1", "0"), ("0", "1"), ("0", "0")))
+    return fa, fb
 
 
 def _base_row(a: Group, b: Group, pairing: Pairing, quantity: str, eps: float | None) -> dict[str, Any]:
     return {"dataset": a.dataset, "model": a.model, "a": a.label, "b": b.label, "quantity": quantity, "eps": eps,
             "test": None, "diff": None, "ci": None, "p": None, "p_holm": None, "seeds_paired": len(pairing.pairs),
             "seeds_unmatched": pairing.unmatched, "test_points": None, "paired_points": None, "discordant": None,
-            "needed": None, "outcome": "not judged", "reason": pairing.reason, "verdict": "",
+            "design_effect": None, "needed": None, "holm_level": None, "outcome": "not judged",
+            "reason": pairing.reason, "verdict": "",
             "suspect": sorted(r.name for r in a.flagged() + b.flagged()) if eps is not None else []}
 
 
-def robust_row(a: Group, b: Group, pairing: Pairing, eps: float, alpha: float) -> dict[str, Any]:
+def robust_row(a: Group, b: Group, pairing: Pairing, eps: float) -> dict[str, Any]:
     row = _base_row(a, b, pairing, VERDICT_ATTACK, eps)
     sa, sb = a.robust(VERDICT_ATTACK, eps), b.robust(VERDICT_ATTACK, eps)
     row["diff"] = sa.mean - sb.mean if sa and sb else None  # shown even where nothing can be judged
     if pairing.reason:
         return row
-    tables = [_table(ra, rb, eps) for ra, rb in pairing.pairs]
-    bad = next((t for t in tables if isinstance(t, str)), None)
+    flags = [_flags(ra, rb, eps) for ra, rb in pairing.pairs]
+    bad = next((f for f in flags if isinstance(f, str)), None)
+    if bad is None and len({len(fa) for fa, _ in flags}) != 1:
+        bad = "seeds attacked different numbers of test points"
     if bad:
         row["reason"] = bad
         return row
-    n_per = sorted({sum(t) for t in tables})
-    pooled = [sum(t[i] for t in tables) for i in range(4)]
-    pts = sum(pooled)
-    row.update(test="exact McNemar, stratified by seed", test_points=n_per[0] if len(n_per) == 1 else n_per,
-               diff=sum((t[1] - t[2]) / sum(t) for t in tables) / len(tables),
-               ci=list(inference.newcombe_paired(*pooled)), p=inference.mcnemar_exact(pooled[1], pooled[2]),
-               paired_points=pts, discordant={"b": pooled[1], "c": pooled[2]},
-               needed=inference.points_needed(pooled[1], pooled[2], pts, alpha, POWER))
+    pp = clustered.paired_points([fa for fa, _ in flags], [fb for _, fb in flags])
+    row.update(test="exact sign-flip over test points (clustered McNemar)", test_points=pp.points,
+               diff=pp.diff, ci=list(clustered.diff_interval(pp)), p=clustered.sign_flip_p(pp.d),
+               paired_points=pp.points * pp.seeds, discordant={"b": pp.table[1], "c": pp.table[2]},
+               design_effect=float(clustered.design_effect(pp)), _points=pp)
     return row
 
 
-def clean_row(a: Group, b: Group, pairing: Pairing, alpha: float) -> dict[str, Any]:
+def clean_row(a: Group, b: Group, pairing: Pairing) -> dict[str, Any]:
     row = _base_row(a, b, pairing, "clean", None)
     row["diff"] = a.clean().mean - b.clean().mean
     if pairing.reason:
         return row
     diffs = [ra.train["test_acc"] - rb.train["test_acc"] for ra, rb in pairing.pairs]
     t = inference.paired_t(diffs, alpha=0.05)  # the report's intervals are 95 % throughout
-    row.update(test="paired t over seeds", diff=t.mean, ci=[t.lo, t.hi], p=t.p,
-               needed=inference.seeds_needed(t.mean, t.sd, alpha, POWER))
+    row.update(test="paired t over seeds", diff=t.mean, ci=[t.lo, t.hi], p=t.p, _sd=t.sd)
+    if t.p is None:
+        row["reason"] = f"zero variance: every seed pair differs by exactly {100 * t.mean:+.2f} points"
     return row
 
 
+def _size(row: dict[str, Any], level: float) -> float | None:
+    """The sample that resolves the row's observed difference at ``level`` (its Holm level) and POWER:
+    test points for a robust row, seed pairs for a clean one."""
+    if row["quantity"] == "clean":
+        return inference.seeds_needed(row["diff"], row.pop("_sd"), level, POWER)
+    return clustered.points_needed(row.pop("_points"), level, POWER)
+
+
 def _resolve_text(row: dict[str, Any]) -> str:
-    need = row["needed"]
+    need, level = row["needed"], row["holm_level"]
     if need is None:
         return "not resolved at this sample size: no difference observed"
+    at = f"at {100 * POWER:.0f} % power and its Holm level {level:.3g}"
     if row["quantity"] == "clean":
-        return (f"not resolved at this sample size: about {math.ceil(need)} seed pairs would resolve a difference "
-                f"this large at {100 * POWER:.0f} % power")
-    n = row["test_points"] if isinstance(row["test_points"], int) else max(row["test_points"])
-    return (f"not resolved at this sample size: about {math.ceil(need)} paired test points "
-            f"({math.ceil(need / n)} seeds x {n}) would resolve a difference this large at {100 * POWER:.0f} % power")
+        return f"not resolved at this sample size: about {math.ceil(need)} seed pairs would resolve a difference " \
+               f"this large {at}"
+    return (f"not resolved at this sample size: about {math.ceil(need)} test points (each attacked under these "
+            f"{row['seeds_paired']} seed pairs; more seeds on the same points add no test points) would resolve "
+            f"a difference this large {at}")
 
 
 def verdict(row: dict[str, Any], alpha: float) -> tuple[str, str]:
@@ -163,12 +174,15 @@ def comparisons(groups: Sequence[Group], alpha: float) -> list[dict[str, Any]]:
             if (a.method, b.method) not in PAIRS or (a.dataset, a.model) != (b.dataset, b.model):
                 continue
             pairing = pair_by_seed(a, b)
-            rows.append(clean_row(a, b, pairing, alpha))
-            rows += [robust_row(a, b, pairing, e, alpha) for e in eps_of([a, b])]
+            rows.append(clean_row(a, b, pairing))
+            rows += [robust_row(a, b, pairing, e) for e in eps_of([a, b])]
     judged = [r for r in rows if r["p"] is not None]
-    for r, adj in zip(judged, inference.holm([r["p"] for r in judged]), strict=True):
-        r["p_holm"] = adj
+    pvals = [r["p"] for r in judged]
+    for r, adj, level in zip(judged, inference.holm(pvals), inference.holm_levels(pvals, alpha), strict=True):
+        r["p_holm"], r["holm_level"] = adj, level
+        r["needed"] = _size(r, level)
     for r in rows:
+        r.pop("_points", None), r.pop("_sd", None)
         r["outcome"], r["verdict"] = verdict(r, alpha)
     return rows
 
@@ -220,7 +234,7 @@ def summary(groups: Sequence[Group], alpha: float, headline: Mapping[str, float]
     def d(s: Stat | None, ci: tuple[float, float] | None = None) -> dict[str, Any] | None:
         out = None if s is None else {"mean": s.mean, "std": s.std, "n": s.n}
         if out is not None and ci is not None:
-            out["pooled_wilson95"] = list(ci)
+            out["ci95"] = list(ci)  # test point as the unit, seed variance included (Group.interval)
         return out
 
     rows = comparisons(groups, alpha)
@@ -228,7 +242,7 @@ def summary(groups: Sequence[Group], alpha: float, headline: Mapping[str, float]
         "alpha": alpha, "verdict_attack": VERDICT_ATTACK, "headline_eps": dict(headline), "counts": counts(rows),
         "groups": [{"dataset": g.dataset, "model": g.model, "method": g.method, "label": g.label,
                     "runs": [r.name for r in g.runs], "clean": d(g.clean()),
-                    "robust": {a: {eps_key(e): d(g.robust(a, e), g.pooled_ci(a, e)) for e in eps_of([g])}
+                    "robust": {a: {eps_key(e): d(g.robust(a, e), g.interval(a, e)) for e in eps_of([g])}
                                for a in attacks_of([g])},
                     "suspected_gradient_masking": {r.name: r.masking() for r in g.flagged()}}
                    for g in groups],

@@ -17,7 +17,7 @@ def pct(s: Stat | None) -> str:
 
 
 def pct_ci(s: Stat | None, ci: tuple[float, float] | None) -> str:
-    """``pct`` and, when known, the pooled 95 % Wilson interval in brackets."""
+    """``pct`` and, when known, the 95 % interval of the mean in brackets (``Group.interval``)."""
     if s is None or ci is None:
         return pct(s)
     return f"{pct(s)} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"

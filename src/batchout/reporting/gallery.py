@@ -54,8 +54,8 @@ def robustness_figure(ds: str, groups: Sequence[Group], out: Path) -> list[Block
     return [_img(file, f"Robust accuracy vs eps, {ds}",
                  f"{ds}: accuracy under the worst case per test example over every attack of the grid ({attacks}) "
                  "vs the L-inf budget eps in [0,1] pixel units; eps 0 is clean accuracy on the same attacked test "
-                 "points. Lines: mean over seeds. Bands: 95 % Wilson interval of the accuracy pooled over the "
-                 "seeds' attacked points (test-point sampling error; the seed spread is in the tables).")]
+                 "points. Lines: mean over seeds. Bands: 95 % interval of that mean with the test point as the unit "
+                 "(the seeds share their attacked points) and the seed-to-seed variance included.")]
 
 
 def _pairs_at(ex: dict[str, np.ndarray], eps: float) -> Pairs | None:

@@ -1,5 +1,6 @@
-"""Report data: runs grouped across seeds, each group's accuracies (mean, seed std, pooled Wilson
-interval), and the robustness curves. The statistical comparisons are in ``batchout.reporting.compare``.
+"""Report data: runs grouped across seeds, each group's accuracies (mean, seed std, and the 95 %
+interval of the mean with the test point as the unit and the seed variance included), and the
+robustness curves. The statistical comparisons are in ``batchout.reporting.compare``.
 
 Usage: ``groups = make_groups(records)``; ``groups[0].robust("worst", 0.1)``; ``robustness_curves(groups)``
 
@@ -16,7 +17,7 @@ from typing import Any
 from batchout.config import RunSpec
 from batchout.io import eps_key
 from batchout.layers.batchout import METHODS
-from batchout.reporting.stats import wilson
+from batchout.reporting.clustered import arm_interval
 
 # Verdicts use the per-example worst case over every attack of the grid: a model is only as robust as
 # the strongest attack we ran says (Carlini et al. 2019). PGD stays the quantity of the seed project's table.
@@ -53,6 +54,13 @@ class RunRecord:
     def seed_no(self) -> int | None:
         return self.seed if self.seed is not None else self.attack.get("seed")
 
+    def flags(self, attack: str, eps: float | None) -> str | None:
+        """Per attacked test point, "1" where it stayed robust to ``attack`` at ``eps`` (``None`` eps:
+        classified correctly on clean input); None when the attack metrics hold no such flags."""
+        if eps is None:
+            return self.attack.get("clean_flags")
+        return self.attack.get("robust_flags", {}).get(attack, {}).get(eps_key(eps))
+
     def masking(self) -> list[str] | None:
         """Failed check names when gradient masking is suspected, else None."""
         checks = self.attack.get("checks", {})
@@ -81,14 +89,15 @@ class Group:
         vals = [r.attack.get("robust_acc", {}).get(attack, {}).get(eps_key(eps)) for r in self.runs]
         return stat(vals) if vals and all(v is not None for v in vals) else None
 
-    def pooled_ci(self, attack: str, eps: float) -> tuple[float, float] | None:
-        """95 % Wilson interval of the accuracy pooled over every seed's attacked points (successes
-        and counts summed): the test-point sampling error of these trained models, not seed spread."""
-        k = eps_key(eps)
-        pts = [(r.attack.get("robust_acc", {}).get(attack, {}).get(k), r.attack.get("n_examples")) for r in self.runs]
-        if not pts or any(acc is None or not n for acc, n in pts):
+    def interval(self, attack: str, eps: float | None) -> tuple[float, float] | None:
+        """95 % interval of the seeds' mean accuracy under ``attack`` at ``eps`` (None: clean, on the
+        attacked points): every seed is attacked on the same points, so a point is one cluster, and the
+        seed-to-seed variance is part of it (``clustered.arm_interval``). Three seeds with identical
+        flags give exactly one seed's Wilson interval. None without per-example flags."""
+        flags = [r.flags(attack, eps) for r in self.runs]
+        if not flags or any(f is None for f in flags) or len({len(f) for f in flags}) != 1 or not flags[0]:
             return None
-        return wilson(sum(round(acc * n) for acc, n in pts), sum(n for _, n in pts))
+        return arm_interval(flags)
 
     def flagged(self) -> list[RunRecord]:
         return [r for r in self.runs if r.masking() is not None]
@@ -139,22 +148,14 @@ def grid_attacks(groups: Iterable[Group]) -> list[str]:
     return [a for a in attacks_of(groups) if a != VERDICT_ATTACK]
 
 
-def _clean_ci(g: Group) -> tuple[float, float] | None:
-    """Pooled 95 % Wilson interval of the clean accuracy on the attacked points (the eps-0 end of a curve)."""
-    pts = [(r.attack["clean_acc"], r.attack.get("n_examples")) for r in g.runs]
-    if any(not n for _, n in pts):
-        return None
-    return wilson(sum(round(acc * n) for acc, n in pts), sum(n for _, n in pts))
-
-
 def robustness_curves(groups: Sequence[Group], attack: str = VERDICT_ATTACK) -> dict[str, dict[str, list[float]]]:
     """Curves for ``plots.plot_robustness``: clean accuracy (on the attacked points) at eps 0, then the
-    attack per eps; means over seeds, their sample std, and the band ``lo``/``hi``: the pooled 95 % Wilson
-    interval (``Group.pooled_ci``). A list that is not known at every point is left empty."""
+    attack per eps; means over seeds, their sample std, and the band ``lo``/``hi``: the 95 % interval of
+    the mean (``Group.interval``). A list that is not known at every point is left empty."""
     curves = {}
     for g in groups:
-        pts = [(0.0, stat([r.attack["clean_acc"] for r in g.runs]), _clean_ci(g))]
-        pts += [(e, s, g.pooled_ci(attack, e)) for e in eps_of([g]) if (s := g.robust(attack, e)) is not None]
+        pts = [(0.0, stat([r.attack["clean_acc"] for r in g.runs]), g.interval(attack, None))]
+        pts += [(e, s, g.interval(attack, e)) for e in eps_of([g]) if (s := g.robust(attack, e)) is not None]
         known = all(ci is not None for _, _, ci in pts)
         curves[g.title] = {"eps": [e for e, _, _ in pts], "acc": [s.mean for _, s, _ in pts],
                            "std": [s.std or 0.0 for _, s, _ in pts] if all(s.n >= 2 for _, s, _ in pts) else [],

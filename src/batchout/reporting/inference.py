@@ -2,7 +2,10 @@
 Student's t, Holm's step-down correction and sample-size estimates. Standard library only (no scipy).
 
 Usage: ``p = mcnemar_exact(b, c)``; ``lo, hi = newcombe_paired(a, b, c, d)``; ``paired_t([0.01, 0.02])``;
-``holm([0.01, 0.04, 0.03])``
+``holm([0.01, 0.04, 0.03])``; ``holm_levels([0.01, 0.04])`` -> the level each p is compared with
+
+The report's robust comparisons use these through ``batchout.reporting.clustered``, which makes the
+test point (not the seed x point pair) the unit.
 
 Paired 2x2 tables use the counts a (both robust), b (A robust, B not), c (B robust, A not) and d
 (neither), over n = a + b + c + d test points. Kept apart from ``stats`` (Wilson), which the attack
@@ -63,17 +66,6 @@ def newcombe_paired(a: int, b: int, c: int, d: int, z: float = Z95) -> tuple[flo
     return max(-1.0, lo), min(1.0, hi)
 
 
-def points_needed(b: int, c: int, pairs: int, alpha: float, power: float = 0.8) -> float | None:
-    """Paired test points that resolve the observed difference at ``power`` with a two-sided test at
-    ``alpha`` (normal approximation to McNemar): N = (z_{1-alpha/2} + z_power)^2 p_disc / d^2 with
-    p_disc = (b + c) / pairs the discordance rate and d = (b - c) / pairs the difference. None when
-    the observed difference is 0 (no sample size resolves it)."""
-    if pairs <= 0 or b == c:
-        return None
-    p_disc, d = (b + c) / pairs, (b - c) / pairs
-    return (z_quantile(1 - alpha / 2) + z_quantile(power)) ** 2 * p_disc / d**2
-
-
 # ----------------------------------------------------------------------------- Student's t
 def _betacf(a: float, b: float, x: float) -> float:
     """The continued fraction of the incomplete beta function (modified Lentz, Numerical Recipes 6.4)."""
@@ -129,20 +121,21 @@ class PairedT:
     mean: float  # mean of the paired differences
     lo: float  # two-sided (1 - alpha) t interval of the mean
     hi: float
-    p: float  # two-sided p of H0: mean difference 0
+    p: float | None  # two-sided p of H0: mean difference 0; None: zero variance, cannot be judged
     sd: float  # sample std (ddof=1) of the differences
 
 
 def paired_t(diffs: Sequence[float], alpha: float = 0.05) -> PairedT:
     """Paired t-test of k >= 2 differences: t = mean / (sd / sqrt(k)), df = k - 1, interval
-    mean +- t_{1-alpha/2, df} sd / sqrt(k). Identical differences (sd = 0) give p = 0 unless all are 0."""
+    mean +- t_{1-alpha/2, df} sd / sqrt(k). Identical differences (sd = 0) give p = None: with no spread
+    there is no standard error, so the row cannot be judged (never "significant")."""
     k = len(diffs)
     if k < 2:
         raise ValueError(f"paired_t needs at least 2 differences, got {k}")
     mean, sd = fmean(diffs), stdev(diffs)
     se = sd / math.sqrt(k)
     if se == 0.0:
-        return PairedT(mean, mean, mean, 1.0 if mean == 0 else 0.0, 0.0)
+        return PairedT(mean, mean, mean, None, 0.0)
     p = 2.0 * (1.0 - t_cdf(abs(mean) / se, k - 1))
     half = t_quantile(1 - alpha / 2, k - 1) * se
     return PairedT(mean, mean - half, mean + half, min(1.0, p), sd)
@@ -165,6 +158,17 @@ def seeds_needed(d: float, sd: float, alpha: float, power: float = 0.8, cap: int
 
 
 # ----------------------------------------------------------------------------- multiple testing
+def holm_levels(pvalues: Sequence[float], alpha: float) -> list[float]:
+    """The level Holm's step-down compares each p-value with, in the input order: alpha / (m - rank),
+    rank 0 for the smallest p (ties in input order). A row is sized for significance at this level."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    out = [0.0] * m
+    for rank, i in enumerate(order):
+        out[i] = alpha / (m - rank)
+    return out
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's (1979) step-down adjusted p-values, in the input order: sorted ascending, the i-th
     (from 0) is max over j <= i of min(1, (m - j) p_(j)). Reject where adjusted p <= alpha: the

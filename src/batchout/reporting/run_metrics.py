@@ -3,6 +3,7 @@ no timings, so the file changes only when a result does and ``dvc metrics diff``
 compare runs across commits and experiments.
 
 Usage: ``files = run_metrics(records, {"mnist": 0.1})`` -> ``{"mnist-lenet-standard-s0": {"clean": 0.98, ...}}``;
+``check_metrics(records)`` -> ``{"mnist-lenet-standard-s0": {"ensemble_drop": 0.02, ...}}``;
 ``arm_metrics(records, {"mnist": 0.1})`` -> ``{"mnist-lenet-standard": {"clean": 0.98, "worst": 0.61}}``
 
 Per run: ``clean`` (test-split accuracy of the trained model), ``worst`` (per eps, the per-example
@@ -10,6 +11,12 @@ worst case over every attack of the grid, on the attacked test points), and at t
 eps (the report's, ``report.headline_eps`` or chosen from the data) that eps and the 95 % Wilson
 interval of the worst case, ``lo`` and ``hi``. Short, shared keys keep ``dvc metrics show`` one
 narrow row per run.
+
+``metrics/checks.json`` holds, per run, the evaluation checks' numbers (fractions of the check points):
+``ensemble_drop`` (accuracy the ensemble loses at 4x its steps and queries: had it converged?),
+``worst_drop`` (the same for the worst case the verdicts rest on), ``pgd_drop`` (the more-iterations
+check) and ``flagged`` (1 when any check failed). Its keys are run names, so the per-run files'
+``dvc metrics show metrics/<ds>-*`` stays as narrow as before.
 
 ``metrics/arms.json`` holds each arm's mean over its seeds of ``clean`` and the headline ``worst``,
 under keys no other metrics file has (``<arm>.clean``): ``dvc exp show`` then heads those columns
@@ -72,4 +79,17 @@ def arm_metrics(records: Sequence[RunRecord], headline: Mapping[str, float]) -> 
         eps = headline.get(members[0].dataset)
         if eps is not None and all("eps" in n for n in numbers):
             out[arm]["worst"] = round(statistics.fmean(n["worst"][eps_label(eps)] for n in numbers), DIGITS)
+    return out
+
+
+def check_metrics(records: Sequence[RunRecord]) -> dict[str, dict[str, float]]:
+    """Run name -> its checks' numbers (``metrics/checks.json``); a check that did not run is left out."""
+    out = {}
+    for r in records:
+        checks = r.attack.get("checks", {})
+        ens = checks.get("ensemble") or {}
+        numbers = {"ensemble_drop": ens.get("drop"), "worst_drop": ens.get("worst_drop"),
+                   "pgd_drop": checks.get("more_iterations_drop")}
+        out[r.name] = {k: round(float(v), DIGITS) for k, v in numbers.items() if v is not None}
+        out[r.name]["flagged"] = int(r.masking() is not None)
     return out

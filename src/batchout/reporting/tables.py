@@ -25,7 +25,7 @@ def _group_title(g: Group) -> str:
 def accuracy_table(groups: Sequence[Group], attack: str) -> Block:
     eps = eps_of(groups)
     header = ("model / method", "clean (test set)", *(f"eps {eps_label(e)}" for e in eps))
-    rows = [(_group_title(g), pct(g.clean()), *(pct_ci(g.robust(attack, e), g.pooled_ci(attack, e)) for e in eps))
+    rows = [(_group_title(g), pct(g.clean()), *(pct_ci(g.robust(attack, e), g.interval(attack, e)) for e in eps))
             for g in groups]
     return Block("table", items=(header, *rows))
 
@@ -144,9 +144,10 @@ def masking_items(groups: Sequence[Group]) -> tuple[str, ...]:
 
 def _robust_blocks(groups: Sequence[Group]) -> list[Block]:
     n_ex = sorted({r.attack.get("n_examples") for g in groups for r in g.runs} - {None})
-    blocks = [Block("p", f"Accuracy in %, mean ± sample std over seeds (n = seeds); in brackets the 95 % Wilson "
-                         "interval of the accuracy pooled over the seeds' attacked points (test-point sampling "
-                         "error only). Clean accuracy is on the whole test split; robust accuracy on "
+    blocks = [Block("p", f"Accuracy in %, mean ± sample std over seeds (n = seeds); in brackets the 95 % interval "
+                         "of that mean, with the test point as the unit (the seeds share their attacked points) "
+                         "and the seed-to-seed variance included. Clean accuracy is on the whole test split; "
+                         "robust accuracy on "
                          f"{', '.join(map(str, n_ex)) or '?'} attacked test examples per model, L-inf budgets in "
                          "[0,1] pixel units.")]
     for attack in attacks_of(groups):
@@ -156,15 +157,38 @@ def _robust_blocks(groups: Sequence[Group]) -> list[Block]:
     return blocks
 
 
+def ensemble_table(groups: Sequence[Group]) -> Block | None:
+    """Each run's ensemble against the same cascade at 4x its steps and queries (``checks.ensemble``)."""
+    runs = [r for g in groups for r in g.runs if r.attack.get("checks", {}).get("ensemble")]
+    if not runs:
+        return None
+    header = ("run", "eps", "checks subset", "ensemble (%)", "4x ensemble (%)", "drop (points)",
+              "worst-case drop (points)", "converged")
+    rows = []
+    for r in runs:
+        c = r.attack["checks"]
+        e = c["ensemble"]
+        rows.append((r.name, eps_label(e["eps"]), f"{c.get('subset', 0):.0f}", f"{100 * e['acc']:.2f}",
+                     f"{100 * e['acc_strong']:.2f}", points(e["drop"], unit=""), points(e["worst_drop"], unit=""),
+                     "yes" if c.get("ensemble_converged_ok") else "NO"))
+    return Block("table", items=(header, *rows))
+
+
 def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dict[str, Any]],
-                   headline: float | None) -> list[Block]:
+                   headline: float | None, chosen: bool = False) -> list[Block]:
     blocks = [Block("h2", f"Data set: {dataset}"), *_robust_blocks(groups)]
     if cmp_rows:
-        blocks += [Block("h3", "Paired comparisons (Holm-corrected over the whole report)"), comparison_table(cmp_rows)]
+        blocks += [Block("h3", "Paired comparisons (Holm-corrected over the whole report)"), comparison_table(cmp_rows),
+                   Block("h3", "The answer in words"),
+                   Block("p", answer.long_form(dataset, groups, cmp_rows, headline, chosen))]
     conv = convergence_table(groups)
     if conv is not None:
         blocks += [Block("h3", "Convergence: PGD accuracy (%) vs steps and restarts at each model's informative eps"),
                    conv]
+    ens = ensemble_table(groups)
+    if ens is not None:
+        blocks += [Block("h3", "Convergence of the ensemble: the same cascade at 4x its steps and queries, at each "
+                               "model's informative eps (fails when the drop exceeds attack.checks.tolerance)"), ens]
     if headline is not None:
         blocks += breakdown_tables(groups, headline)
     paper = paper_table(dataset, groups)
@@ -179,7 +203,7 @@ def build_blocks(title: str, groups: Sequence[Group], alpha: float, figures: Seq
     """The whole report: the answer, then ``figures`` (the figure section's blocks), then the tables."""
     cmp_rows = comparisons(groups, alpha)
     headline = headline_eps(groups, headline_override or {})
-    blocks = answer.answer_blocks(groups, cmp_rows, headline, headline_override or {})
+    blocks = answer.answer_blocks(groups, cmp_rows, headline, headline_override or {}, alpha)
     blocks += [*figures, Block("h2", "Summary"),
                Block("p", f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups. "
                           + answer.method_note(alpha)),
@@ -187,7 +211,8 @@ def build_blocks(title: str, groups: Sequence[Group], alpha: float, figures: Seq
                Block("list", items=masking_items(groups) or ("no model is suspected of gradient masking",))]
     for ds in dict.fromkeys(g.dataset for g in groups):
         mine = [g for g in groups if g.dataset == ds]
-        blocks += dataset_blocks(ds, mine, [r for r in cmp_rows if r["dataset"] == ds], headline.get(ds))
+        blocks += dataset_blocks(ds, mine, [r for r in cmp_rows if r["dataset"] == ds], headline.get(ds),
+                                 ds in (headline_override or {}))
     if any(g.dataset == s[0] for g in groups for s in SEED_RESULTS):
         blocks += [Block("h2", "The seed project's single runs, for reference"),
                    Block("p", "Single runs, so their differences cannot be judged against seed spread."),

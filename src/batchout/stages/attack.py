@@ -87,6 +87,7 @@ def attack_one(params: Params, name: str, paths: Paths, loaded: Loaded | None = 
                            progress=f"checks {name}")
     result = {"run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method, "seed": seed,
               "n_examples": len(y), "examples_sha256": _sha(idx), "clean_acc": grid["clean_acc"], "eps": eps,
+              "budgets": grid["budgets"],
               **_robust(grid, eps, len(y)),
               "checks": checks, "seconds": round(time.perf_counter() - started, 2)}
     write_json(paths.attack_metrics(name), result)
@@ -116,8 +117,10 @@ def _robust(grid: dict[str, Any], eps: list[float], n: int) -> dict[str, Any]:
 
     robust = {atk: per_eps(accs) for atk, accs in {**grid["robust_acc"], "worst": grid["worst_acc"]}.items()}
     ci = {atk: {k: list(wilson(acc * n, n)) for k, acc in accs.items()} for atk, accs in robust.items()}
-    flags = {"worst": per_eps(grid["worst_flags"])}  # per example, the same test points for every model
-    return {"robust_acc": robust, "robust_ci": ci, "robust_flags": flags,
+    # per example, on the same test points for every model of a data set: the report's paired tests and
+    # its intervals take the test point as the unit
+    flags = {atk: per_eps(f) for atk, f in {**grid["robust_flags"], "worst": grid["worst_flags"]}.items()}
+    return {"robust_acc": robust, "robust_ci": ci, "robust_flags": flags, "clean_flags": grid["clean_flags"],
             "breakdown": {atk: {m: per_eps(accs) for m, accs in parts.items()}
                           for atk, parts in grid.get("breakdown", {}).items()}}
 
@@ -149,6 +152,10 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     for atk, parts in result["breakdown"].items():
         for member, accs in parts.items():
             out.update({tracking.metric_key("breakdown", atk, member, eps=e): accs[eps_key(e)] for e in result["eps"]})
+    # the checks' numbers (accuracy drops and rises, fractions), beside their pass/FAIL tags
+    checks = result["checks"]
+    out.update({f"check.{k}": float(v) for k, v in checks.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "subset"})
     return out
 
 

@@ -28,7 +28,7 @@ from batchout.io import atomic_dir, read_csv, read_metrics, write_json, write_te
 from batchout.paths import Paths, run_name
 from batchout.reporting import compare, gallery, registry_pick, render, tables
 from batchout.reporting import groups as grouping
-from batchout.reporting.run_metrics import arm_metrics, run_metrics
+from batchout.reporting.run_metrics import arm_metrics, check_metrics, run_metrics
 
 EXPERIMENT = "reports"
 RUN_NAME = "report"
@@ -131,6 +131,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         for name, numbers in run_metrics(records, doc["headline_eps"]).items():
             write_json(metrics_tmp / f"{name}.json", numbers)
         write_json(metrics_tmp / "arms.json", arm_metrics(records, doc["headline_eps"]))
+        write_json(metrics_tmp / "checks.json", check_metrics(records))
         doc["mlflow_run_id"] = log.run_id
         doc["registry"] = _register(records, doc["headline_eps"], params)
         write_json(tmp / "summary.json", doc)
