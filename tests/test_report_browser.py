@@ -35,14 +35,16 @@ FIGURES = ["figures/robustness_mnist.png", "figures/examples_mnist.png", "figure
 pytestmark = pytest.mark.slow
 
 # Runs in the page after load: how many <img> there are, how many decoded (naturalWidth > 0) and
-# their widths, and whether the answer's first paragraph comes before the first figure.
+# their widths, and whether the answer comes first: "Answer" h2, then per data set an h3, its table
+# of comparisons and its (at most three-sentence) paragraph, all before the first figure.
 PROBE = """<script>
 addEventListener("load", () => {
   const imgs = [...document.images], ok = imgs.filter(i => i.complete && i.naturalWidth > 0);
   const h2 = [...document.querySelectorAll("h2")].find(h => h.textContent.startsWith("Answer"));
-  const para = h2 && h2.nextElementSibling, fig = document.querySelector("figure");
-  const first = !!(para && fig && para.tagName === "P"
-                   && (para.compareDocumentPosition(fig) & Node.DOCUMENT_POSITION_FOLLOWING));
+  const h3 = h2 && h2.nextElementSibling, table = h3 && h3.nextElementSibling;
+  const para = table && table.nextElementSibling, fig = document.querySelector("figure");
+  const first = !!(h3 && h3.tagName === "H3" && table.tagName === "TABLE" && para && para.tagName === "P"
+                   && fig && (para.compareDocumentPosition(fig) & Node.DOCUMENT_POSITION_FOLLOWING));
   document.body.dataset.probe = JSON.stringify({images: imgs.length, loaded: ok.length,
                                                 widths: ok.map(i => i.naturalWidth), answerFirst: first});
 });
@@ -129,4 +131,4 @@ def test_report_opens_in_chromium_with_every_image(built, tmp_path):
             widths.append(im.size[0])
     assert result["images"] == len(FIGURES) and result["loaded"] == len(FIGURES), result
     assert result["widths"] == widths  # the page shows these files, in this order
-    assert result["answerFirst"], "the answer paragraph must come before the first figure"
+    assert result["answerFirst"], "the answer (data set, table, paragraph) must come before the first figure"

@@ -46,8 +46,14 @@ def _numbers(tree) -> list:
 def test_metrics_show_has_one_numeric_file_per_run(project):
     shown = json.loads(project.dvc("metrics", "show", "--json"))
     files = shown[""]["data"]
-    per_run = {Path(p).stem: d["data"] for p, d in files.items() if Path(p).stem != "arms"}
+    # arms.json (per-arm means) and checks.json (per-run evaluation checks) sit beside the per-run files
+    per_run = {Path(p).stem: d["data"] for p, d in files.items() if Path(p).stem not in {"arms", "checks"}}
     assert sorted(per_run) == sorted(RUNS)
+    checks = files["metrics/checks.json"]["data"]
+    assert sorted(checks) == sorted(RUNS)
+    assert all("flagged" in c and set(c) <= {"ensemble_drop", "worst_drop", "pgd_drop", "flagged"}
+               for c in checks.values())
+    assert all(c["flagged"] in (0, 1) for c in checks.values())
     for numbers in per_run.values():
         assert set(numbers) == {"clean", "worst", "eps", "lo", "hi"} and set(numbers["worst"]) == {"0.1"}
         assert numbers["lo"] <= numbers["worst"]["0.1"] <= numbers["hi"]
