@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchout.attacks import create_attack
+from batchout.attacks.registry import create_attack
 from batchout.models import create_model
 
 PREPARED = Path(__file__).resolve().parents[1] / "data" / "prepared" / "mnist"  # the prepare stage's output

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchout.attacks import create_attack
+from batchout.attacks.registry import create_attack
 from batchout.evaluation.robust import robust_grid
 from batchout.models.common import Normalize
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from batchout.attacks import create_attack
+from batchout.attacks.registry import create_attack
 from batchout.models import create_model
 
 ap = argparse.ArgumentParser()

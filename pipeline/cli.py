@@ -12,7 +12,7 @@ from pipeline._common import new_app, run_cli
 app = new_app("BatchOut robustness lab: prepare data, train, attack, tune and report.")
 
 # (module under pipeline/, command name): each module exposes ``command``, a typer-decorated function.
-_STAGES = ("validate", "prepare", "train", "attack", "report", "tune", "ui", "doctor")
+_STAGES = ("validate", "validate_attacks", "prepare", "train", "attack", "report", "tune", "ui", "doctor")
 
 
 def _register() -> None:

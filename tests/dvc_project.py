@@ -80,7 +80,7 @@ def copy_sources(root: Path) -> None:
     """Copy pipeline/, src/ and the DVC and git ignore files (dvc.yaml too) from this checkout into ``root``."""
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
     for name in ("pipeline", "src"):
-        shutil.copytree(REPO / name, root / name, ignore=ignore)
+        shutil.copytree(REPO / name, root / name, ignore=ignore, symlinks=True)  # method_deps/ links
     for name in COPIED:
         if (REPO / name).is_file():
             shutil.copy(REPO / name, root / name)

@@ -11,9 +11,9 @@ import torch
 from tiny_models import train_tiny
 from torch import nn
 
-from batchout.attacks import create_attack
 from batchout.attacks.apgd import checkpoints, halve_mask, targeted_ce_loss, targeted_dlr_loss
 from batchout.attacks.fab import project_to_hyperplane
+from batchout.attacks.registry import create_attack
 from batchout.errors import BatchoutError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

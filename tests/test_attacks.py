@@ -12,8 +12,8 @@ import torch
 from tiny_models import train_tiny
 from torch import nn
 
-from batchout.attacks import create_attack, list_attacks
 from batchout.attacks.pgd_dlr import cw_loss, dlr_loss
+from batchout.attacks.registry import create_attack, list_attacks
 from batchout.attacks.square import p_selection
 from batchout.errors import BatchoutError
 
@@ -200,17 +200,20 @@ def test_pgd_early_stop_false_returns_madrys_final_iterate(tiny):
 
 def test_adversarial_training_uses_the_final_iterate(monkeypatch):
     from batchout.config import Adversarial
-    from batchout.training import loop
+    from batchout.training import adversarial, methods
 
     seen = []
-    real = loop.create_attack
-    def spy(name, model, **kw):
-        seen.append((name, kw))
-        return real(name, model, **kw)
+    real = adversarial.PGD
 
-    monkeypatch.setattr(loop, "create_attack", spy)
+    def spy(model, **kw):
+        seen.append(kw)
+        return real(model, **kw)
+
+    monkeypatch.setattr(adversarial, "PGD", spy)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     cfg = SimpleNamespace(adversarial=Adversarial(attack="pgd", eps=0.1, steps=3, fraction=0.5))
-    out = loop._adversarial_batch(model, torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 0]), cfg)
+    perturb = methods.batch_perturbation("adversarial")
+    assert perturb is adversarial.perturb_batch and methods.batch_perturbation("standard") is None
+    out = perturb(model, torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 0]), cfg)
     assert out.shape == (4, 1, 2, 2)
-    assert seen == [("pgd", {"steps": 3, "step_size": 2.5 * 0.1 / 3, "early_stop": False})]
+    assert seen == [{"steps": 3, "step_size": 2.5 * 0.1 / 3, "early_stop": False}]

@@ -10,8 +10,8 @@ import pytest
 import torch
 from tiny_models import train_tiny
 
-from batchout.attacks import create_attack
 from batchout.attacks.autoattack import STANDARD
+from batchout.attacks.registry import create_attack
 from batchout.errors import BatchoutError
 from batchout.evaluation.robust import robust_grid
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -93,24 +95,19 @@ def test_unknown_attack_name(doc):
     assert _error(doc) == f"attack.attacks.cw: unknown value 'cw'; allowed: {allowed}"
 
 
-def test_names_come_from_the_registries_alone(doc, monkeypatch):
-    """A model or attack registered anywhere is usable in params.yaml without touching the schema."""
-    from torch import nn
-
-    from batchout.attacks import registry as attacks
-    from batchout.attacks.fgsm import FGSM
-    from batchout.models import registry as models
-
+def test_names_come_from_the_name_tables_and_import_no_implementation(doc):
+    """params.yaml names are checked against batchout.names: validating imports no torch, no registry."""
     run = doc["train"]["runs"]["mnist-lenet-standard"]
-    run["model"], doc["attack"]["attacks"]["fgsm2"] = "tiny_mlp", {}
-    with pytest.raises(BatchoutError, match="model: unknown value 'tiny_mlp'; allowed: lenet"):
+    run["model"] = "tiny_mlp"
+    with pytest.raises(BatchoutError, match="model: unknown value 'tiny_mlp'; allowed: lenet, paper_cifar"):
         parse_params(copy.deepcopy(doc))
-    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
-    monkeypatch.setattr(attacks, "_REGISTRY", dict(attacks._REGISTRY))
-    models.register_model("tiny_mlp")(lambda num_classes, in_channels, image_size, mean, std: nn.Identity())
-    attacks.register_attack("fgsm2")(type("FGSM2", (FGSM,), {}))
-    params = parse_params(doc)
-    assert params.train.runs["mnist-lenet-standard"].model == "tiny_mlp" and "fgsm2" in params.attack.attacks
+    run["model"] = "lenet"
+    code = ("import sys, yaml; from batchout.config import parse_params; "
+            f"parse_params(yaml.safe_load({yaml.safe_dump(doc)!r})); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('batchout.models', "
+            "'batchout.attacks', 'batchout.layers', 'batchout.data'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_run_dataset_must_be_known(doc):
@@ -195,9 +192,20 @@ def test_tuned_run_takes_k_and_n_from_tune(doc):
         resolve_run(params.train, name)
 
 
-def test_attack_settings_are_checked_when_params_are_read(doc):
-    """The attack names its own argument (pgd.steps); params.yaml errors add the params path."""
+def test_attack_settings_are_checked_by_the_validate_attacks_stage(doc, tmp_path):
+    """The attack names its own argument (pgd.steps); the refusal adds the params path. The schema
+    checks the name only (it imports no attack), so the setting is refused by building the attack."""
+    from batchout.paths import Paths
+    from batchout.stages import validate_attacks
+
+    paths = Paths(tmp_path)
     doc["attack"]["attacks"]["pgd"] = {"steps": 0}
-    assert _error(copy.deepcopy(doc)) == "attack.attacks.pgd.steps: got 0; allowed: an integer >= 1"
+    with pytest.raises(BatchoutError, match=r"^attack\.attacks\.pgd\.steps: got 0; allowed: an integer >= 1$"):
+        validate_attacks.run(parse_params(copy.deepcopy(doc)), paths)
     doc["attack"]["attacks"]["pgd"] = {"stepz": 10}
-    assert _error(doc).startswith("attack.attacks.pgd.stepz: unknown setting; did you mean 'steps'?")
+    with pytest.raises(BatchoutError, match=r"^attack\.attacks\.pgd\.stepz: unknown setting; did you mean 'steps'\?"):
+        validate_attacks.run(parse_params(copy.deepcopy(doc)), paths)
+    assert not paths.attacks_valid.exists()  # nothing written
+    doc["attack"]["attacks"]["pgd"] = {"steps": 3}
+    assert validate_attacks.run(parse_params(doc), paths)["attacks"] == list(doc["attack"]["attacks"])
+    assert paths.attacks_valid.read_text() == validate_attacks.MARKER_TEXT

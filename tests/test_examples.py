@@ -12,7 +12,7 @@ import pytest
 import torch
 from tiny_models import train_tiny
 
-from batchout.attacks import create_attack
+from batchout.attacks.registry import create_attack
 from batchout.evaluation.examples import N_EXAMPLES, adversarial_examples
 
 EPS = [0.0, 0.2, 0.35]  # at 0.2 FGSM fools about a quarter of the blobs, PGD a few more

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchout.attacks import Attack, create_attack, list_attacks
+from batchout.attacks.base import Attack
+from batchout.attacks.registry import create_attack, list_attacks
 from batchout.data.formats import read_idx
 
 pytestmark = pytest.mark.usefixtures("one_thread")

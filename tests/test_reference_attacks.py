@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchout.attacks import create_attack
 from batchout.attacks.fab import project_to_hyperplane
+from batchout.attacks.registry import create_attack
 from batchout.attacks.square import p_selection
 from batchout.data.formats import read_idx
 from batchout.models.common import Normalize

@@ -13,8 +13,8 @@ import torch
 from tiny_models import blobs, train_tiny
 from torch import nn
 
-from batchout.attacks import create_attack
 from batchout.attacks.base import box, cross_entropy, project
+from batchout.attacks.registry import create_attack
 from batchout.evaluation.robust import robust_grid
 from batchout.models import create_model
 
@@ -84,7 +84,7 @@ class _NonMonotone:
     """An attack that works at eps <= 0.1 and gives up above: a weak spot reuse must not hide."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.pgd = create_attack("pgd", model, steps=10)
+        self.pgd, self.settings = create_attack("pgd", model, steps=10), {}
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
         return self.pgd(x, y, eps) if eps <= 0.1 else x.clone()

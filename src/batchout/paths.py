@@ -56,6 +56,11 @@ class Paths:
         """The validate stage's marker: params.yaml passed the schema check (every stage depends on it)."""
         return self.root / "data" / "params.valid"
 
+    @property
+    def attacks_valid(self) -> Path:
+        """The validate_attacks stage's marker: every attack's settings build (the attack stages depend on it)."""
+        return self.root / "data" / "attacks.valid"
+
     # Per-run files sit in one folder per arm: the arm's DVC stage declares that folder as its output.
     def prepared(self, dataset: str) -> Path:
         return self.root / "data" / "prepared" / dataset

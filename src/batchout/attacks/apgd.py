@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchout.attacks.base import Attack, box, project
-from batchout.attacks.registry import register_attack
+from batchout.attacks.base import Attack, box, project, register_attack
 
 # loss(logits, y, target) -> per-example loss to maximise; ``target`` is ``y`` for untargeted losses.
 TargetLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from batchout.attacks.base import Attack
-from batchout.attacks.registry import create_attack, register_attack
+from batchout.attacks.base import Attack, register_attack
+from batchout.attacks.registry import create_attack
 from batchout.errors import BatchoutError
 
 # The standard version's members and their budgets, in the order they run.

@@ -1,6 +1,7 @@
 """The attack base class: model handling, bounds and input checks shared by every attack.
 
-Usage: ``class MyAttack(Attack): def perturb(self, x, y, eps): ...``; then ``x_adv = MyAttack(model)(x, y, eps)``
+Usage: ``@register_attack("mine") class MyAttack(Attack): def perturb(self, x, y, eps): ...``; then
+``x_adv = MyAttack(model)(x, y, eps)`` (or ``batchout.attacks.registry.create_attack("mine", model)``)
 
 Every attack works in pixel space: the model takes images in [0, 1] (normalization is its first
 layer), eps is an L-infinity budget in the same [0, 1] units, and ``x_adv`` is always projected
@@ -9,42 +10,19 @@ back to ``[0, 1]`` and to the eps ball around ``x``.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from batchout.errors import BatchoutError
+from batchout.modes import fp32_region, frozen
+from batchout.names import ATTACKS, check_listed
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients inside; the previous mode and flags come back after.
-
-    Attacks need gradients with respect to the input only: frozen parameters keep ``p.grad``
-    untouched and save the weight-gradient work in every backward pass."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
-
-
-def fp32_region(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast off: bf16 logits round small loss differences away and can weaken gradient attacks."""
-    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -67,6 +45,26 @@ def project(x_adv: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Te
 def box(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The feasible set of an L-infinity attack on [0, 1] images, as elementwise bounds."""
     return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
+A = TypeVar("A", bound="type[Attack]")
+_REGISTRY: dict[str, type[Attack]] = {}  # name -> class, filled as attack modules are imported
+
+
+def register_attack(name: str) -> Callable[[A], A]:
+    """Class decorator: make the attack available as ``name`` (a params.yaml key, listed in
+    ``batchout.names.ATTACKS``). Here, not in ``registry``, so that an attack module imports only this
+    file: adversarial training, which runs FGSM or PGD, depends on those two files and this one."""
+    check_listed("attack", name, ATTACKS)
+
+    def deco(cls: A) -> A:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"attack {name!r} registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
 
 
 class Attack:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from batchout.attacks.base import Attack
-from batchout.attacks.registry import register_attack
+from batchout.attacks.base import Attack, register_attack
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:

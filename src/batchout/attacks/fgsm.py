@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from batchout.attacks.base import Attack, cross_entropy
-from batchout.attacks.registry import register_attack
+from batchout.attacks.base import Attack, cross_entropy, register_attack
 
 
 @register_attack("fgsm")

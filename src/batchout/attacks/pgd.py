@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from batchout.attacks.base import Attack, LossFn, box, cross_entropy, project
-from batchout.attacks.registry import register_attack
+from batchout.attacks.base import Attack, LossFn, box, cross_entropy, project, register_attack
 
 
 @register_attack("pgd")

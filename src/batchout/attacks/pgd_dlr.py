@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from batchout.attacks.base import margin
+from batchout.attacks.base import margin, register_attack
 from batchout.attacks.pgd import PGD
-from batchout.attacks.registry import register_attack
 
 
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,41 +1,37 @@
 """Name -> attack class, so params.yaml can name attacks and their settings.
 
-Usage: ``attack = create_attack("pgd", model, steps=20); x_adv = attack(x, y, eps=0.3)``
+Usage: ``attack = create_attack("pgd", model, steps=20); x_adv = attack(x, y, eps=0.3)``;
+``check_settings(params.attack.attacks, "attack.attacks.")``
+
+The attack modules register themselves (``batchout.attacks.base.register_attack``) and are all
+imported here, on first use: code that builds attacks by name can run any of them, so it depends on
+all of them, while code that imports one attack module directly (adversarial training: FGSM, PGD)
+depends on that module alone.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
-from batchout.attacks.base import Attack
+from batchout.attacks.base import _REGISTRY, Attack
 from batchout.errors import BatchoutError
 
-A = TypeVar("A", bound=type[Attack])
 
-_REGISTRY: dict[str, type[Attack]] = {}
+def _all() -> dict[str, type[Attack]]:
+    """Every attack, registered by importing its module (cheap after the first call)."""
+    from batchout.attacks import apgd, autoattack, deepfool, fab, fgsm, pgd, pgd_dlr, square  # noqa: F401
 
-
-def register_attack(name: str) -> Callable[[A], A]:
-    """Class decorator: make the attack available as ``name`` (a params.yaml key)."""
-
-    def deco(cls: A) -> A:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"attack {name!r} registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return _REGISTRY
 
 
 def list_attacks() -> tuple[str, ...]:
     """Registered names, sorted (registration order depends on import order)."""
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(_all()))
 
 
 def attack_settings(name: str) -> dict[str, Any]:
@@ -57,7 +53,18 @@ def create_attack(name: str, model: nn.Module, **settings: Any) -> Attack:
     return _REGISTRY[name](model, **settings)
 
 
+def check_settings(attacks: Mapping[str, Mapping[str, Any]], prefix: str = "") -> None:
+    """Build every attack of ``attacks`` (name -> settings) on a stand-in model: a bad name or setting
+    is refused in one line, named by its params key (``prefix`` + ``pgd.steps``), before any work."""
+    for name, settings in attacks.items():
+        try:
+            create_attack(name, nn.Identity(), **settings)
+        except BatchoutError as err:
+            raise BatchoutError(f"{prefix}{err}") from None
+
+
 def _lookup(name: str) -> type[Attack]:
-    if name not in _REGISTRY:
-        raise BatchoutError(f"attack: unknown value {name!r}; allowed: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    registry = _all()
+    if name not in registry:
+        raise BatchoutError(f"attack: unknown value {name!r}; allowed: {', '.join(sorted(registry))}")
+    return registry[name]

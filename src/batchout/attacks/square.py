@@ -10,8 +10,7 @@ import math
 import torch
 from torch import nn
 
-from batchout.attacks.base import Attack, margin
-from batchout.attacks.registry import register_attack
+from batchout.attacks.base import Attack, margin, register_attack
 
 # The paper's p schedule: (last iteration, divisor of p_init) -- the patch area halves after each of
 # these iterations of a 10000-query run.

@@ -16,7 +16,6 @@ from batchout.config.types import (
     ModelName,
     PixelFloat,
     Strict,
-    check_attack_settings,
     check_device,
     registered,
 )
@@ -202,24 +201,18 @@ class AttackParams(Strict):
     batch_size: int = Field(500, ge=1)
     subset: int | None = Field(500, ge=1)  # test examples attacked (seeded choice); null: all
     seed: int = 0
-    eps: dict[str, list[PixelFloat]] = Field(
-        default_factory=lambda: {
-            "mnist": [0.1, 0.2, 0.3, 0.4, 0.5],
-            "cifar10": [v / 255 for v in (1, 2, 3, 4, 5, 8)],
-            "cifar3": [v / 255 for v in (1, 2, 3, 4, 5, 8)],
-        }
-    )
-    # name -> constructor settings; the names come from the attack registry.
+    eps: dict[str, list[PixelFloat]] = Field(default_factory=lambda: {"mnist": [0.1, 0.2, 0.3, 0.4, 0.5], **{
+        ds: [v / 255 for v in (1, 2, 3, 4, 5, 8)] for ds in ("cifar10", "cifar3")}})
+    # name (batchout.names.ATTACKS) -> constructor settings, checked by batchout.attacks.registry.check_settings
     attacks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"fgsm": {}, "pgd": {}})
     checks: Checks = Checks()
 
     @model_validator(mode="after")
     def _names(self) -> AttackParams:
         check_device(self.device, "device")
-        for name, settings in self.attacks.items():
+        for name in self.attacks:
             if name not in registered("attack"):
                 raise ValueError(choice_msg(f"attacks.{name}", name, registered("attack")))
-            check_attack_settings(name, settings)
         return self
 
 
@@ -285,8 +278,6 @@ class TuneParams(Strict):
 
 # ----------------------------------------------------------------------------- whole file
 class Params(Strict):
-    # factories, not instances: a default DataParams lists the data set registry, which imports
-    # batchout.data (and so this module) and must not run while this module is being imported
     data: DataParams = Field(default_factory=lambda: DataParams())
     train: TrainParams = Field(default_factory=lambda: TrainParams())
     attack: AttackParams = Field(default_factory=lambda: AttackParams())

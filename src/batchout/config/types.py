@@ -3,9 +3,10 @@ checked against the registries.
 
 Usage: ``class RunSpec(Strict): model: ModelName; adv_eps: PixelFloat | None = None``
 
-Model, method, attack and data set names are checked against their registries (``batchout.models``,
-``batchout.layers``, ``batchout.attacks``, ``batchout.data.sources``), imported when a name is
-validated: registering a model makes it usable in params.yaml without touching the schema.
+Model, method, attack and data set names are checked against ``batchout.names``, the tables their
+registries are checked against, so validating params.yaml imports no implementation: a stage then
+depends (in dvc.yaml) only on the code it runs. An attack's settings are checked by building it
+(``batchout.attacks.registry.check_settings``) in the ``validate_attacks`` stage and the attack stage.
 """
 
 from __future__ import annotations
@@ -15,20 +16,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from batchout.names import ATTACKS, DATASETS, METHODS, MODELS
+
 
 def registered(kind: str) -> tuple[str, ...]:
-    """The names a registry holds; imported on demand (the model and attack registries import torch)."""
-    if kind == "model":
-        from batchout.models import list_models
-        return tuple(list_models())
-    if kind == "method":
-        from batchout.layers import METHODS
-        return METHODS
-    if kind == "attack":
-        from batchout.attacks import list_attacks
-        return list_attacks()
-    from batchout.data.sources import REGISTRY
-    return tuple(REGISTRY)
+    """The names a registry holds, from ``batchout.names`` (no implementation is imported)."""
+    return {"model": MODELS, "method": METHODS, "attack": ATTACKS, "dataset": DATASETS}[kind]
 
 
 def _one_of(kind: str) -> AfterValidator:
@@ -65,17 +58,3 @@ def check_device(device: str, key: str) -> None:
     ok = device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
     if not ok:
         raise ValueError(f"{key}: got {device!r}; allowed: auto, cpu, cuda, cuda:N")
-
-
-def check_attack_settings(name: str, settings: dict[str, Any]) -> None:
-    """Build attack ``name`` on a stand-in model, so a bad setting is refused when params.yaml is read,
-    named by its params key (the attack names its own argument, ``pgd.steps``)."""
-    from torch import nn
-
-    from batchout.attacks import create_attack
-    from batchout.errors import BatchoutError
-
-    try:
-        create_attack(name, nn.Identity(), **settings)
-    except BatchoutError as err:
-        raise ValueError(f"attacks.{err}") from None

@@ -24,6 +24,7 @@ from batchout.data import formats
 from batchout.data.transfer import copy_files, copy_folder, extract
 from batchout.errors import BatchoutError
 from batchout.io import atomic_dir
+from batchout.names import DATASETS, check_listed
 from batchout.paths import MIRROR_ENV
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -105,6 +106,8 @@ REGISTRY: dict[str, Source] = {
     "cifar10": Source("cifar10", formats.CIFAR10_CLASSES, (CIFAR_PYTHON, CIFAR_FOLDER), "CIFAR10"),
     "cifar3": Source("cifar3", formats.CIFAR10_CLASSES[:3], (CIFAR_PYTHON, CIFAR_FOLDER), "CIFAR10"),
 }
+for _name in REGISTRY:
+    check_listed("data set", _name, DATASETS)
 
 
 def mirror_entry(src: Source, mirror: Path) -> tuple[Layout, str, bool] | None:

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from batchout.attacks import create_attack
 from batchout.attacks.autoattack import STANDARD, AutoAttack
 from batchout.attacks.base import check_eps
+from batchout.attacks.registry import create_attack
 from batchout.data.loader import seeded_subset
 from batchout.errors import BatchoutError
-from batchout.evaluation.robust import inputs, robust_grid
+from batchout.evaluation.predict import inputs
+from batchout.evaluation.robust import robust_grid
 from batchout.progress import QUIET, Task, track
 from batchout.reporting.stats import informative_eps
 

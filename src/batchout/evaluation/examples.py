@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from batchout.attacks import create_attack, frozen
 from batchout.attacks.base import Attack, check_eps
-from batchout.evaluation.robust import inputs, predict
+from batchout.attacks.registry import create_attack
+from batchout.evaluation.predict import inputs, predict
+from batchout.modes import frozen
 
 N_EXAMPLES = 8  # image pairs per model in the report's grid: one row of a page
 

@@ -20,13 +20,12 @@ import torch
 from torch import nn
 
 from batchout.errors import BatchoutError
+from batchout.names import METHODS
 
 NSpec = float | tuple[float, float]
 Weight = torch.Tensor | float  # a scalar n, or one n per row shaped to broadcast
 METHODS_WITH_LAYERS = ("batchout", "batchout_final")
-METHODS_WITHOUT_LAYERS = ("standard", "adversarial")
-# Every training method, in the order reports list them (adversarial training is the training loop's).
-METHODS = ("standard", *METHODS_WITH_LAYERS, "adversarial")
+METHODS_WITHOUT_LAYERS = ("standard", "adversarial")  # METHODS (every one, in report order): batchout.names
 
 
 def num_perturbed(k: float, batch: int) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from batchout.errors import BatchoutError
+from batchout.names import MODELS, check_listed
 
 Factory = Callable[..., nn.Module]
 _COMMON = ("num_classes", "in_channels", "image_size", "mean", "std")
@@ -24,6 +25,8 @@ _REGISTRY: dict[str, Factory] = {}
 
 def register_model(name: str) -> Callable[[Factory], Factory]:
     """Decorator adding ``fn`` to the table under ``name`` (a name may be registered once)."""
+
+    check_listed("model", name, MODELS)
 
     def add(fn: Factory) -> Factory:
         if name in _REGISTRY and _REGISTRY[name] is not fn:

@@ -16,7 +16,7 @@ from typing import Any
 
 from batchout.config import RunSpec
 from batchout.io import eps_key
-from batchout.layers.batchout import METHODS
+from batchout.names import METHODS
 from batchout.reporting.clustered import arm_interval
 
 # Verdicts use the per-example worst case over every attack of the grid: a model is only as robust as

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from batchout import tracking
+from batchout.attacks.registry import check_settings
 from batchout.config import Params, runs_of
 from batchout.data.loader import load_meta, load_split, seeded_subset
 from batchout.device import channels_last, resolve_device
@@ -57,6 +58,7 @@ def _inputs(params: Params, dataset: str, paths: Paths, loaded: Loaded | None) -
 
 def run(params: Params, name: str, paths: Paths) -> dict[str, dict[str, Any]]:
     """Attack every run of arm ``name`` (or the one run ``name``): run -> result."""
+    check_settings(params.attack.attacks, "attack.attacks.")  # as the validate_attacks stage: before any file
     loaded: Loaded = {}
     return {run_: attack_one(params, run_, paths, loaded) for run_ in runs_of(params.train, name)}
 

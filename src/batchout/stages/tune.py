@@ -40,12 +40,13 @@ from typing import Any
 import torch
 
 from batchout import tracking, tuning
+from batchout.attacks.pgd import PGD
 from batchout.config import BatchOutParams, Params, RunConfig
 from batchout.config.tuned import write_tune_result
 from batchout.data.loader import load_meta, load_split, seeded_subset
 from batchout.device import channels_last, resolve_device, seed_everything
 from batchout.errors import BatchoutError
-from batchout.evaluation.robust import robust_grid
+from batchout.evaluation.grid import attack_grid
 from batchout.io import atomic_dir
 from batchout.models.build import build_model
 from batchout.paths import Paths
@@ -119,7 +120,8 @@ class TrialRunner:
     def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:
         t = self.params.tune
         # one (attack, eps) per call: the trial's training and the tune task already show progress
-        grid = robust_grid(model, self.val.x, self.val.y, {"pgd": {"steps": t.attack_steps}}, [t.attack_eps],
+        # PGD built here, not by name: the tune stage depends (in dvc.yaml) on PGD's code, not every attack's
+        grid = attack_grid(model, self.val.x, self.val.y, {"pgd": PGD(model, steps=t.attack_steps)}, [t.attack_eps],
                            self.params.train.eval_batch_size, self.device, progress=None)
         return grid["clean_acc"], grid["robust_acc"]["pgd"][0]
 

@@ -2,6 +2,10 @@
 
 Usage: ``summary = run(load_params("params.yaml"), Paths())``
 
+The schema checks model, method, attack and data set names against ``batchout.names`` and imports no
+implementation, so this stage, which every other stage depends on, depends on no model or attack
+code; attack settings are checked by the validate_attacks stage.
+
 Each other stage lists only the keys it reads, so without this stage an unknown or misspelled key
 (``train.epoch``) would never be read by anyone and ``dvc repro`` would report "up to date". This
 stage depends on the whole file, so any edit reruns it; loading the file (the caller's job) refuses

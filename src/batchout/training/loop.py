@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from batchout.attacks.registry import create_attack
 from batchout.config.run import RunConfig
 from batchout.device import autocast
-from batchout.evaluation.robust import predict, to_float
+from batchout.evaluation.predict import predict, to_float
 from batchout.layers.batchout import batchout_labels
 from batchout.progress import QUIET, Task, track
 from batchout.training.augment import crop_flip
 from batchout.training.distributed import SINGLE, Dist, unwrap
+from batchout.training.methods import batch_perturbation
 from batchout.training.schedule import make_scheduler
 
 
@@ -81,20 +81,6 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.SGD:
     )
 
 
-def _adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
-    """Goodfellow-style: the first ``fraction`` of the batch replaced by adversarial examples. PGD
-    examples are the final projected iterates (Madry et al. 2018), not the first that fools."""
-    a = cfg.adversarial
-    cut = max(1, round(a.fraction * len(x)))
-    if a.attack == "fgsm":
-        attack = create_attack("fgsm", model)
-    else:
-        step = a.step_size if a.step_size is not None else 2.5 * a.eps / a.steps
-        attack = create_attack("pgd", model, steps=a.steps, step_size=step, early_stop=False)
-    x_adv = attack(x[:cut], y[:cut], a.eps)
-    return torch.cat([x_adv, x[cut:]])
-
-
 def train_epoch(
     model: nn.Module,
     split: Split,
@@ -107,6 +93,7 @@ def train_epoch(
 ) -> dict[str, float]:
     """One epoch; ``task`` counts its batches and shows the running loss and images/s."""
     model.train()
+    perturb = batch_perturbation(cfg.method)  # adversarial training's examples; None for the other methods
     # Under DDP every rank walks rank 0's permutation and takes a strided share of each global batch.
     perm = dist.broadcast(torch.randperm(len(split), device=split.x.device))
     loss_sum = torch.zeros((), device=device)
@@ -129,8 +116,8 @@ def train_epoch(
         x = to_float(split.x[idx].to(device, non_blocking=True))
         y = split.y[idx].to(device, non_blocking=True)
         x = crop_flip(x, cfg.augment.crop_padding, cfg.augment.flip)
-        if cfg.method == "adversarial":  # on the plain module: the attack's backward must not all-reduce
-            x = _adversarial_batch(unwrap(model), x, y, cfg)
+        if perturb is not None:  # on the plain module: the attack's backward must not all-reduce
+            x = perturb(unwrap(model), x, y, cfg)
         with batchout_labels(model, y), autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
