@@ -70,6 +70,25 @@ def tiny_params(*, runs: Iterable[str] | None = None, subset: dict[str, int] = T
     return doc
 
 
+def converge_doc(eps: Iterable[float], acc: Iterable[float], n: int, *, converged: bool | Iterable[bool] = True,
+                 factor: int = 2, tolerance: int = 1) -> dict[str, Any]:
+    """An attack record's ``converge`` entry (``batchout.evaluation.record``): at each eps the worst case
+    ``acc`` after ``log2(factor)`` escalation rounds, converged (or not, per eps), n attacked points."""
+    eps = list(eps)
+    flags = [converged] * len(eps) if isinstance(converged, bool) else list(converged)
+    rounds = factor.bit_length()  # round 0 and one per doubling
+    per_eps = {}
+    for e, a, ok in zip(eps, acc, flags, strict=True):
+        left = round(a * n)
+        per_eps[f"eps_{e:.4f}"] = {
+            "converged": ok, "factor": factor, "budget": f"budget {factor}x", "settings": None, "acc": a,
+            "passes": {"forward": 100 * n * rounds, "backward": 50 * n * rounds},
+            "rounds": [{"budget": f"budget {2 ** i}x", "attacked": left, "broken": 0 if ok or i == 0 else 3,
+                        "acc": a, "passes": {"forward": 100 * n, "backward": 50 * n}} for i in range(rounds)]}
+    return {"attack": "autoattack", "tolerance": tolerance,
+            "cap": {"steps": 100, "n_targets": 9, "n_queries": 5000, "restarts": 4}, "eps": per_eps}
+
+
 @pytest.fixture(autouse=True)
 def _single_thread_determinism():
     torch.manual_seed(0)
@@ -139,6 +158,20 @@ def tiny_project(tmp_path, monkeypatch):
     paths = Paths(tmp_path)
     prepare(params.data, "mnist", paths)
     return params, paths
+
+
+@pytest.fixture(scope="session")
+def e2e_project(tmp_path_factory):
+    """One tiny project reproduced end to end by ``dvc repro`` (standard, BatchOut and FGSM-trained MNIST runs,
+    FGSM and an escalated AutoAttack cascade), shared by the tests that only read its outputs or undo what
+    they change (tests/test_views.py, tests/test_dvc_rerun.py): one repro instead of one per module. A test
+    that changes it for good works on ``dvc_project.copy_project`` of it."""
+    from dvc_project import E2E_ATTACKS, E2E_CONVERGE, E2E_RUNS, make_project, project_params
+
+    params = project_params(E2E_RUNS, attacks=E2E_ATTACKS, converge=E2E_CONVERGE)
+    proj = make_project(tmp_path_factory.mktemp("e2e") / "repo", runs=E2E_RUNS, params=params)
+    proj.dvc("repro", timeout=900)
+    return proj
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,32 @@ from typing import Any
 
 import yaml
 from conftest import REPO, tiny_params, write_mnist_raw
+from tune_toy import CHEAP_ATTACK, CHEAP_CONVERGE
 
 VENV_BIN = Path(sys.executable).parent
 RUNS = ("mnist-lenet-standard-s0", "mnist-lenet-batchout-s0")  # the two tiny runs kept in params.yaml
+# The shared end-to-end project (conftest's ``e2e_project``): one more arm, FGSM-trained, so that an edit
+# of the FGSM code has a training stage to rerun (tests/test_dvc_rerun.py).
+E2E_RUNS = (*RUNS, "mnist-lenet-adversarial-s0")
+# its grid: FGSM and an AutoAttack cascade cheap enough for CI, escalated at most twice
+E2E_ATTACKS = {"fgsm": {}, "autoattack": {"apgd_ce": {"steps": 2}, "apgd_t": {"steps": 2, "n_targets": 1},
+                                          "fab_t": False, "square": {"n_queries": 10}}}
+E2E_CONVERGE = {"attack": "autoattack", "tolerance": 1, "cap": {"steps": 8, "n_targets": 2, "n_queries": 40,
+                                                                "restarts": 1}}
 COPIED = ("dvc.yaml", ".gitignore", ".dvcignore")
 
 
-def project_params(runs: tuple[str, ...] = RUNS) -> dict[str, Any]:
+def project_params(runs: tuple[str, ...] = RUNS, attacks: dict[str, dict] | None = None,
+                   converge: dict[str, Any] | None = None) -> dict[str, Any]:
     """conftest's ``tiny_params`` with ``runs`` and the cheapest attack and tune that still run every
-    stage: one FGSM eps on 50 images, 20 for the sanity checks, a 4-trial 1-epoch unpruned tune."""
-    return tiny_params(runs=runs, eval_batch_size=200, attack_subset=50, eps=[0.1], attacks={"fgsm": {}},
-                       checks_subset=20, tune={"n_trials": 4, "epochs": 1, "val_subset": 100, "attack_steps": 2,
-                                               "pruner": "none"})
+    stage: one eps on 50 images (FGSM unless ``attacks``; ``converge``: attack.converge), 20 for the sanity
+    checks, a 4-trial 1-epoch unpruned tune."""
+    doc = tiny_params(runs=runs, eval_batch_size=200, attack_subset=50, eps=[0.1], attacks=attacks or {"fgsm": {}},
+                      checks_subset=20, tune={"n_trials": 4, "epochs": 1, "val_subset": 100, "attack": CHEAP_ATTACK,
+                                              "converge": CHEAP_CONVERGE, "pruner": "none"})
+    if converge is not None:
+        doc["attack"]["converge"] = converge
+    return doc
 
 
 def base_env(tmp: Path) -> dict[str, str]:
@@ -49,6 +63,15 @@ def base_env(tmp: Path) -> dict[str, str]:
     for name in ("MLFLOW_TRACKING_URI", "BATCHOUT_DATA_MIRROR", "DVC_EXP_NAME", "PYTHONPATH"):
         env.pop(name, None)
     return env
+
+
+def copy_project(src: Path, root: Path) -> Project:
+    """A copy of a built project (git, DVC cache, outputs, MLflow store) at ``root``, to change without
+    touching the original (a shared fixture's)."""
+    shutil.copytree(src, root, symlinks=True)
+    env = base_env(root.parent)
+    env["PYTHONPATH"] = os.pathsep.join(["src", "."])
+    return Project(root, env)
 
 
 @dataclass
@@ -86,12 +109,13 @@ def copy_sources(root: Path) -> None:
             shutil.copy(REPO / name, root / name)
 
 
-def make_project(root: Path, *, git: bool = True, runs: tuple[str, ...] = RUNS) -> Project:
+def make_project(root: Path, *, git: bool = True, runs: tuple[str, ...] = RUNS, params: dict | None = None) -> Project:
     """Build the copy at ``root`` (created); with ``git``, also ``git init`` + ``dvc init`` + a first
-    commit, DVC's site cache kept beside ``root`` so nothing is written outside the test's folder."""
+    commit, DVC's site cache kept beside ``root`` so nothing is written outside the test's folder.
+    ``params``: the params.yaml document (default: ``project_params(runs)``)."""
     root.mkdir(parents=True)
     copy_sources(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(project_params(runs), sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(params or project_params(runs), sort_keys=False))
     write_mnist_raw(root / "data" / "raw", n_train=600, n_test=200)
     env = base_env(root.parent)
     # relative entries resolve against each stage's cwd: a queued experiment's workspace copy

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import train_tiny
+from tiny_models import ZeroGradient, train_tiny
 from torch import nn
 
 from batchout.config import Checks
 from batchout.evaluation.checks import CONVERGENCE, sanity_checks, strong_pgd
-from batchout.evaluation.robust import robust_grid
-from batchout.reporting.stats import informative_eps
+from batchout.evaluation.informative import informative_eps
+from batchout.evaluation.robust import converged_grid, robust_grid
 
 CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1, square_queries=200)
 EPS = [0.05, 0.15, 0.25]
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return train_tiny()
 
-
-class ZeroGradient(nn.Module):
-    """The inner model's predictions, but no input gradient: gradient attacks cannot move."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.detach())
 
 
 class RightOnlyWhenFarOrClean(nn.Module):
@@ -96,20 +86,32 @@ def test_more_iterations_is_always_stronger_than_every_gradient_attack_of_the_gr
     assert (conv["restarts"][-1], conv["steps"][-1]) == (4, 160) and len(conv["acc"]) == len(CONVERGENCE) + 1
 
 
-def test_ensemble_check_fails_an_under_stepped_ensemble_and_passes_a_converged_one(tiny):
-    """The verdicts rest on the ensemble: one APGD-CE step is far from converged, and the same cascade at
-    4x its steps (4 steps) takes accuracy off it; the quick profile's cascade on this model has converged."""
+def test_ensemble_check_fails_where_the_escalation_hits_its_cap_and_passes_where_it_converged(tiny):
+    """The ensemble check is folded into the escalation (every eps, every point still robust, each round at
+    double the budget before it): one APGD-CE step capped at 2 steps keeps breaking points at the cap (the
+    check fails); the quick profile's cascade with the default cap converges on this model (it passes)."""
     weak = {"apgd_ce": {"steps": 1}, "apgd_t": False, "fab_t": False, "square": False}
-    out = _checks(*tiny, {"fgsm": {}, "autoattack": weak})
-    ens = out["ensemble"]
+    model, x, y = tiny
+    torch.manual_seed(0)
+    ev = converged_grid(model, x, y, {"fgsm": {}, "autoattack": weak}, EPS, 64, "cpu", escalate_attack="autoattack",
+                        tolerance=1, cap={"steps": 2, "n_targets": 9, "n_queries": 100, "restarts": 1}, progress=None)
+    out = sanity_checks(model, x, y, ev.grid, CHECKS, 0.5, 64, "cpu", escalations=ev.escalations,
+                        worst_acc=ev.worst_acc(), progress=None)
+    stuck = [e for e in ev.escalations if not e.converged]
+    assert stuck and all(e.rounds[-1].broken > 1 for e in stuck)  # the last (capped) round still broke points
     assert not out["ensemble_converged_ok"] and out["suspected_gradient_masking"], out
-    assert out["ensemble_drop"] == ens["drop"] > CHECKS.tolerance and ens["acc_strong"] < ens["acc"]
-    assert ens["settings"] == {"apgd_ce": {"steps": 4, "restarts": 1}, "apgd_t": False, "fab_t": False, "square": False}
+    assert out["ensemble_drop"] == max(e.rounds[-1].broken / len(y) for e in ev.escalations if e.rounds)
     good = {"apgd_ce": {"steps": 10}, "apgd_t": {"steps": 10, "n_targets": 3}, "fab_t": False,
             "square": {"n_queries": 100}}
-    out = _checks(*tiny, {"fgsm": {}, "autoattack": good})
-    assert out["ensemble_converged_ok"] and out["ensemble"]["drop"] <= CHECKS.tolerance, out["ensemble"]
-    assert "ensemble" in out and _checks(*tiny, {"fgsm": {}, "pgd": {}})["ensemble"] is None  # no ensemble: no check
+    torch.manual_seed(0)
+    ev = converged_grid(model, x, y, {"fgsm": {}, "autoattack": good}, EPS, 64, "cpu", escalate_attack="autoattack",
+                        tolerance=1, cap={"steps": 100, "n_targets": 9, "n_queries": 5000, "restarts": 4},
+                        progress=None)
+    out = sanity_checks(model, x, y, ev.grid, CHECKS, 0.5, 64, "cpu", escalations=ev.escalations,
+                        worst_acc=ev.worst_acc(), progress=None)
+    assert all(e.converged for e in ev.escalations) and out["ensemble_converged_ok"], out
+    assert out["ensemble_drop"] <= 1 / len(y)
+    assert "ensemble_converged_ok" not in _checks(*tiny, {"fgsm": {}, "pgd": {}})  # nothing escalated: no check
 
 
 def test_pgd_vs_fgsm_fails_when_fgsm_is_stronger_by_construction(tiny):
@@ -153,16 +155,21 @@ def test_robust_grid_scores_in_eval_mode_and_restores_the_callers_mode(tiny):
     model.train()
     torch.manual_seed(0)
     got = robust_grid(model, tiny[1], tiny[2], {"pgd": {}}, EPS, batch_size=64, device="cpu")
-    assert got["robust_acc"] == reference["robust_acc"] and got["clean_acc"] == reference["clean_acc"]
+    assert torch.equal(got.robust["pgd"], reference.robust["pgd"]) and got.clean_acc == reference.clean_acc
     assert model.training
 
 
-def test_the_ensemble_check_reaches_mlflow_as_a_metric_and_a_tag():
+def test_the_ensemble_check_and_the_convergence_reach_mlflow_as_metrics():
     from batchout.stages.attack import _flat_metrics
 
+    conv = {"eps_0.1000": {"converged": False, "factor": 8, "budget": "AutoAttack (...)",
+                           "passes": {"forward": 900, "backward": 300}}}
     result = {"clean_acc": 0.9, "eps": [0.1], "robust_acc": {}, "robust_ci": {}, "breakdown": {},
+              "converge": {"eps": conv},
               "checks": {"subset": 50.0, "ensemble_converged_ok": False, "ensemble_drop": 0.08,
-                         "more_iterations_drop": 0.0, "ensemble": {"drop": 0.08}}}
+                         "more_iterations_drop": 0.0}}
     flat = _flat_metrics(result)
     assert flat["check.ensemble_drop"] == 0.08 and flat["check.more_iterations_drop"] == 0.0
+    assert flat["converged.eps_0.1000"] == 0.0 and flat["budget.eps_0.1000"] == 8.0
+    assert flat["passes.eps_0.1000"] == 1200.0
     assert "check.ensemble_converged_ok" not in flat and "check.subset" not in flat  # tags and sizes are not metrics

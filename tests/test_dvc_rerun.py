@@ -1,9 +1,9 @@
 """Edit one source file of a finished repro and ask DVC what it would rerun: exactly the stages whose
-code the edit touches (issue 21). A throw-away project (tests/dvc_project.py) with a standard and an
-FGSM-adversarially trained MNIST run is reproduced once, then each edit is made, checked with
+code the edit touches. The shared end-to-end project (conftest's ``e2e_project``: standard, BatchOut and
+FGSM-adversarially trained MNIST runs) is reproduced once per session; each edit is made, checked with
 ``dvc status --json`` and undone (DVC hashes content, so undoing it makes the project up to date again).
 
-Usage: ``.venv/bin/pytest tests/test_dvc_rerun.py -q`` (slow: ~2 min on 2 cores)
+Usage: ``.venv/bin/pytest tests/test_dvc_rerun.py -q`` (slow: the shared project's repro, ~2 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -11,21 +11,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from dvc_project import Project, make_project
+from dvc_project import Project
 
 pytestmark = pytest.mark.slow
 
-STANDARD, ADVERSARIAL = "mnist-lenet-standard", "mnist-lenet-adversarial"
+STANDARD, BATCHOUT, ADVERSARIAL = "mnist-lenet-standard", "mnist-lenet-batchout", "mnist-lenet-adversarial"
 # what attacks every trained model: the attack-settings check and one attack stage per arm
-ATTACKS = {"validate_attacks", f"attack@{STANDARD}", f"attack@{ADVERSARIAL}"}
+ATTACKS = {"validate_attacks", f"attack@{STANDARD}", f"attack@{BATCHOUT}", f"attack@{ADVERSARIAL}"}
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Project:
-    proj = make_project(tmp_path_factory.mktemp("rerun") / "repo", runs=(f"{STANDARD}-s0", f"{ADVERSARIAL}-s0"))
-    proj.dvc("repro", timeout=900)
-    assert _stale(proj) == set()
-    return proj
+def project(e2e_project) -> Project:
+    assert _stale(e2e_project) == set()
+    return e2e_project
 
 
 def _stale(proj: Project) -> set[str]:
@@ -56,13 +54,18 @@ def _stage_names(proj: Project) -> set[str]:
     return {line.split()[0] for line in proj.dvc("stage", "list").splitlines() if line.strip()}
 
 
-def test_editing_apgd_reruns_the_attacks_only(project):
-    # APGD runs in no training method and in no tuning objective: no model is retrained
-    assert _stale_after_editing(project, "src/batchout/attacks/apgd.py") == ATTACKS
+def test_editing_apgd_reruns_the_attacks_and_the_tune_only(project):
+    # APGD runs in no training method: no arm is retrained; the tune objective's ensemble runs APGD-CE
+    assert _stale_after_editing(project, "src/batchout/attacks/apgd.py") == ATTACKS | {"tune"}
+
+
+def test_editing_deepfool_reruns_the_attacks_only(project):
+    # an attack no training method and no tune objective runs
+    assert _stale_after_editing(project, "src/batchout/attacks/deepfool.py") == ATTACKS
 
 
 def test_editing_fgsm_retrains_the_adversarial_model_but_not_the_standard_one(project):
-    # FGSM adversarial training runs fgsm.py; standard training and tuning (BatchOut + PGD) do not
+    # FGSM adversarial training runs fgsm.py; standard training and tuning (BatchOut + APGD-CE/Square) do not
     assert _stale_after_editing(project, "src/batchout/attacks/fgsm.py") == ATTACKS | {f"train@{ADVERSARIAL}"}
 
 

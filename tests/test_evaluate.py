@@ -9,29 +9,20 @@ import json
 
 import pytest
 import torch
-from tiny_models import train_tiny
+from tiny_models import ZeroGradient, train_tiny
 from torch import nn
 
 from batchout.config import Checks
 from batchout.errors import BatchoutError
 from batchout.evaluation.checks import sanity_checks
+from batchout.evaluation.grid import GridResult
+from batchout.evaluation.passes import Passes
 from batchout.evaluation.robust import robust_grid
 
 EPS = [0.0, 0.15, 0.35]
 ATTACKS = {"fgsm": {}, "pgd": {"steps": 10}, "square": {"n_queries": 300}}  # 8x8 images: the first patches cover 7x7
 CHECKS = Checks(subset=100, tolerance=0.03, large_eps_max_acc=0.1)
 
-
-class ZeroGradient(nn.Module):
-    """Gradient masking: the same predictions as ``inner``, but the input enters only through a
-    detached copy, so every input gradient is zero and gradient attacks cannot move."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.detach())
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,27 +35,41 @@ def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def grid(tiny) -> dict:
+def grid(tiny) -> GridResult:
     torch.manual_seed(0)
     return robust_grid(tiny[0], tiny[1], tiny[2], ATTACKS, EPS, batch_size=64, device="cpu")
 
 
 def test_grid_shapes_and_values(tiny, grid):
     model, x, y = tiny
-    json.dumps(grid)  # JSON-ready: plain floats, lists and dicts
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).float().mean().item()
-    assert grid["n"] == 200 and grid["clean_acc"] == pytest.approx(clean) and clean >= 0.95
-    assert grid["eps"] == EPS and grid["attacks"] == ATTACKS and grid["mode"] == "independent"
+    assert grid.n == 200 and grid.clean_acc == pytest.approx(clean) and clean >= 0.95
+    assert grid.eps == EPS and grid.settings == ATTACKS and not grid.reuse_eps
+    worst = grid.acc(grid.worst)
     for name in ATTACKS:
-        acc = grid["robust_acc"][name]
-        assert len(acc) == len(EPS) and acc[0] == grid["clean_acc"]
+        flags = grid.robust[name]
+        assert flags.shape == (len(EPS), 200) and flags.dtype == torch.bool
+        acc = grid.acc(flags)
+        assert acc[0] == grid.clean_acc and torch.equal(flags[0], grid.clean)
         assert all(b <= a + 0.02 for a, b in zip(acc, acc[1:], strict=False)), (name, acc)
         assert acc[-1] <= 0.1  # eps 0.35 breaks this non-robust model
-        assert all(w <= a for w, a in zip(grid["worst_acc"], acc, strict=True))
-    assert grid["robust_acc"]["pgd"][1] <= grid["robust_acc"]["fgsm"][1]
-    assert grid["cumulative_acc"]["square"] == grid["worst_acc"]  # the last attack's survivors
-    assert grid["worst_acc"][1] < grid["clean_acc"] - 0.05
+        assert not (grid.worst & ~flags).any()  # the worst case: robust only if robust to every attack
+    assert torch.equal(grid.worst, grid.robust["fgsm"] & grid.robust["pgd"] & grid.robust["square"])
+    assert grid.acc(grid.robust["pgd"])[1] <= grid.acc(grid.robust["fgsm"])[1]
+    assert worst[1] < grid.clean_acc - 0.05
+    # exact accuracies: the count over n in float64, as the metrics files have always written them
+    assert worst[1] == int(grid.worst[1].sum()) / 200
+
+
+def test_every_attack_carries_its_passes(tiny, grid):
+    """FGSM: one forward and one backward per attacked point, plus the forward that scores it; nothing at eps 0."""
+    n_correct = int(grid.clean.sum())
+    fgsm = grid.passes["fgsm"]
+    assert fgsm[0] == Passes(0, 0)
+    assert fgsm[1] == Passes(2 * n_correct, n_correct)
+    assert grid.passes["square"][1].backward == 0 < grid.passes["square"][1].forward  # gradient-free
+    assert grid.passes["pgd"][1].backward <= 10 * n_correct  # at most 10 steps each, fewer where fooled early
 
 
 def test_misclassified_examples_are_never_robust_and_uint8_input_works(tiny):
@@ -75,20 +80,10 @@ def test_misclassified_examples_are_never_robust_and_uint8_input_works(tiny):
     out = robust_grid(model, x8, y_bad, {"fgsm": {}}, [0.0, 0.05], batch_size=32, device="cpu")
     with torch.no_grad():
         expected = (model(x8.float() / 255).argmax(1) == y_bad).float().mean().item()
-    assert out["clean_acc"] == pytest.approx(expected) and expected <= 0.76
-    assert out["robust_acc"]["fgsm"][0] == out["clean_acc"]
-    assert out["robust_acc"]["fgsm"][1] <= out["clean_acc"]
-
-
-def test_cascade_equals_independent_worst_case_for_deterministic_attacks(tiny):
-    model, x, y = tiny
-    attacks = {"fgsm": {}, "deepfool": {"steps": 3}}  # no randomness: both modes see the same points
-    ind = robust_grid(model, x, y, attacks, [0.1, 0.25], batch_size=64, device="cpu")
-    cas = robust_grid(model, x, y, attacks, [0.1, 0.25], batch_size=64, device="cpu", cascade=True)
-    assert cas["mode"] == "cascade" and "robust_acc" not in cas
-    assert cas["worst_acc"] == ind["worst_acc"]
-    assert cas["cumulative_acc"] == ind["cumulative_acc"]
-    assert cas["cumulative_acc"]["fgsm"] == ind["robust_acc"]["fgsm"]
+    assert out.clean_acc == pytest.approx(expected) and expected <= 0.76
+    acc = out.acc(out.robust["fgsm"])
+    assert acc[0] == out.clean_acc and acc[1] <= out.clean_acc
+    assert not out.robust["fgsm"][:, ~out.clean].any()  # a point wrong on clean input is never robust
 
 
 def test_bad_inputs_are_one_line_errors(tiny):
@@ -121,8 +116,8 @@ def test_zero_gradient_model_is_flagged_by_large_eps_and_square(tiny):
     masked, x, y = ZeroGradient(tiny[0]), tiny[1], tiny[2]
     torch.manual_seed(0)
     grid = robust_grid(masked, x, y, ATTACKS, EPS, batch_size=64, device="cpu")
-    assert grid["robust_acc"]["fgsm"] == [grid["clean_acc"]] * len(EPS)  # FGSM cannot move at all
-    assert grid["robust_acc"]["square"][-1] <= 0.1
+    assert grid.acc(grid.robust["fgsm"]) == [grid.clean_acc] * len(EPS)  # FGSM cannot move at all
+    assert grid.acc(grid.robust["square"])[-1] <= 0.1
     out = sanity_checks(masked, x, y, grid, CHECKS, large_eps=0.5, batch_size=64, device="cpu")
     assert out["suspected_gradient_masking"]
     assert not out["stronger_attack_ok"] and out["square_minus_pgd"] < -0.5

@@ -26,6 +26,7 @@ import torch
 import yaml
 from conftest import REPO, tiny_params, write_mnist_raw
 from mlflow import MlflowClient
+from tune_toy import CHEAP_ATTACK, CHEAP_CONVERGE
 
 from batchout.config import parse_params
 from batchout.paths import Paths
@@ -89,7 +90,7 @@ def base(tmp_path_factory) -> Path:
     params = parse_params(tiny_params(
         runs=(RUN,), subset={"train": 600, "val": 100, "test": 200}, epochs=5, attack_subset=60, eps=[0.1, 0.3],
         attacks={"fgsm": {}, "pgd": {"steps": 5, "restarts": 1}}, checks_subset=30,
-        tune={"n_trials": 3, "epochs": 2, "val_subset": 100, "attack_steps": 3}))
+        tune={"n_trials": 3, "epochs": 2, "val_subset": 100, "attack": CHEAP_ATTACK, "converge": CHEAP_CONVERGE}))
     prepare(params.data, "mnist", Paths(root))
     (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     (root / "mlruns").mkdir()

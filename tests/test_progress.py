@@ -202,7 +202,8 @@ def test_attack_grid_prints_each_attack_and_eps_with_its_accuracy():
         grid = robust_grid(model, x, y, {"fgsm": {}, "pgd": {"steps": 3}}, [0.05, 0.1], 64, "cpu", progress="attack m")
         robust_grid(model, x, y, {"fgsm": {}}, [0.1], 64, "cpu", progress=None)
     *lines, final = out.getvalue().splitlines()
-    acc, worst = grid["robust_acc"], grid["cumulative_acc"]
+    acc = {name: grid.acc(flags) for name, flags in grid.robust.items()}
+    worst = {"fgsm": acc["fgsm"], "pgd": grid.acc(grid.worst)}  # the survivors of every attack so far
     assert len(lines) == 3, lines  # a line per (attack, eps) but the last, then the final line
     assert lines[0].startswith(f"attack m: 1/4 attacks (25%) attack fgsm eps 0.05 acc {acc['fgsm'][0]:.3g} "
                                f"worst {worst['fgsm'][0]:.3g} elapsed ")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import converge_doc
 from typer.testing import CliRunner
 
 from batchout.config import parse_params
@@ -85,7 +86,7 @@ def _write_metrics(paths: Paths, runs: dict[str, tuple]) -> None:
                                                 "robust_flags": flags, "clean_flags": _flags(clean, 0),
                                                 "budgets": {"fgsm": "FGSM", "pgd": "PGD 10 steps"},
                                                 "breakdown": {}, "checks": checks,
-                                                "seconds": 1.0})
+                                                "converge": converge_doc(EPS, worst, N_EX), "seconds": 1.0})
 
 
 @pytest.fixture
@@ -204,17 +205,20 @@ def test_markdown_starts_with_the_answer_table_and_three_sentences(groups):
     head, *parts = text.split("\n\n")
     assert head == "# T" and parts[:2] == ["## Answer: is BatchOut more robust?", "### mnist"]
     table = parts[2].splitlines()
-    assert table[0] == "| comparison | eps | difference (points) | 95 % CI | Holm p | verdict |"
+    assert table[0] == "| comparison | eps | budget | difference (points) | 95 % CI | Holm p | verdict |"
     lo, hi = p01["ci"]
-    assert (f"| batchout vs standard (lenet) | 0.1 (headline) | +57.00 | [{100 * lo:+.2f}, {100 * hi:+.2f}] | "
+    assert (f"| batchout vs standard (lenet) | 0.1 (headline) | 2x | +57.00 | [{100 * lo:+.2f}, {100 * hi:+.2f}] | "
             f"{p01['p_holm']:.3g} | batchout higher |") in table
-    assert any(line.startswith("| batchout vs standard (lenet) | clean | -0.15 |") for line in table)
-    assert ("| batchout vs adversarial (lenet) | 0.1 (headline) | -11.00 | – | – | cannot be judged (single run "
-            "(n=2 vs n=1)) ⚠ checks failed |") in table
+    assert any(line.startswith("| batchout vs standard (lenet) | clean | – | -0.15 |") for line in table)
+    assert ("| batchout vs adversarial (lenet) | 0.1 (headline) | 2x | -11.00 | – | – | cannot be judged (single "
+            "run (n=2 vs n=1)) ⚠ checks failed |") in table
     words = parts[3]
     assert words.count(". ") + 1 <= 3 and words.endswith(".")  # at most three sentences
-    assert words.startswith("Robust numbers are the worst case per test point over FGSM and PGD 10 steps, on 50 "
-                            "test points attacked under 1/2 seeds per arm; the headline eps 0.1 is where standard's")
+    assert words.startswith("Robust numbers are the worst case per test point over FGSM and PGD 10 steps, the "
+                            "ensemble escalated per model and eps (its budget doubled) until a round broke at most 1 "
+                            "test point(s) (else an upper bound), on 50 test points attacked under 1/2 seeds per arm; "
+                            "the headline eps 0.1 is where standard's")
+    assert parts[4] == "Budgets (the worst case rests on every round up to it): 1x: budget 1x; 2x: budget 2x."
     assert "Resolved (Holm, alpha = 0.05): batchout higher than standard at eps 0.1, eps 0.25, eps 0.3;" in words
     assert ("claim about these seeds' trained models on these test points, not about the method in general; runs "
             "that failed an evaluation check (⚠): mnist-lenet-adversarial-s0.") in words
@@ -283,12 +287,14 @@ def test_stage_writes_reports_and_mlflow_run(setup):
     assert sorted(p.name for p in paths.metrics.iterdir()) == sorted(["arms.json", "checks.json",
                                                                       *(f"{r}.json" for r in RUNS)])
     checks = json.loads((paths.metrics / "checks.json").read_text())
-    assert checks["mnist-lenet-adversarial-s0"] == {"flagged": 1}
-    assert checks["mnist-lenet-standard-s0"] == {"flagged": 0}
+    budget = {"0.1": 2, "0.25": 2, "0.3": 2}  # the fixture's escalation converged at every eps after one doubling
+    assert checks["mnist-lenet-adversarial-s0"] == {"budget": budget, "converged": 1, "flagged": 1}
+    assert checks["mnist-lenet-standard-s0"] == {"budget": budget, "converged": 1, "flagged": 0}
     one = json.loads(paths.run_metrics("mnist-lenet-batchout-s0").read_text())
     assert one["clean"] == RUNS["mnist-lenet-batchout-s0"][0] and one["eps"] == 0.1
     assert one["worst"]["0.1"] == min(RUNS["mnist-lenet-batchout-s0"][2][0], RUNS["mnist-lenet-batchout-s0"][3][0])
     assert one["lo"] < one["worst"]["0.1"] < one["hi"]
+    assert one["converged"] == 1 and one["budget"] == 2  # what the headline worst case rests on
     assert "failed checks: large_eps_ok, monotone_ok" in page and "99.47" in page
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mlflow_run_id"] == doc["mlflow_run_id"]

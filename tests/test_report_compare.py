@@ -12,6 +12,7 @@ import math
 from fractions import Fraction
 
 import pytest
+from conftest import converge_doc
 
 from batchout.io import eps_key
 from batchout.reporting import answer, clustered, compare, inference, render, tables
@@ -25,13 +26,15 @@ def _flags(robust: range, n: int) -> str:
 
 
 def rec(method: str, seed: int, flags: dict[float, str], test_acc: float, *, sha: str = "pts",
-        dataset: str = "mnist", breakdown: dict | None = None) -> RunRecord:
+        dataset: str = "mnist", breakdown: dict | None = None, converged: bool = True) -> RunRecord:
     n = len(next(iter(flags.values())))
     acc = {eps_key(e): f.count("1") / n for e, f in flags.items()}
     attack = {"eps": sorted(flags), "n_examples": n, "examples_sha256": sha, "clean_acc": 0.9, "seed": seed,
               "robust_acc": {"worst": acc, "pgd": acc},
               "robust_flags": {"worst": {eps_key(e): f for e, f in flags.items()}},
-              "breakdown": breakdown or {}, "checks": {}}
+              "breakdown": breakdown or {}, "checks": {},
+              "converge": converge_doc(sorted(flags), [acc[eps_key(e)] for e in sorted(flags)], n,
+                                       converged=converged)}
     return RunRecord(f"{dataset}-lenet-{method}-s{seed}", dataset, "lenet", method, method, {"test_acc": test_acc},
                      attack, seed=seed)
 
@@ -79,6 +82,24 @@ def test_significant_both_ways_and_holm_over_data_sets():
     # Holm spans both data sets; the clean rows have zero spread (0.01 per seed pair both times): not judged
     judged = [r for r in rows if r["p"] is not None]
     assert len(judged) == 2 and up["p_holm"] == pytest.approx(2 * up["p"]) == down["p_holm"]
+
+
+def test_a_side_whose_attack_did_not_converge_is_an_upper_bound_never_a_verdict():
+    """The same data as the significant mnist rows above, but one standard seed's escalation hit its cap while
+    points still fell: its worst case is an upper bound, so the row names the budget instead of a verdict,
+    stays out of Holm's family, and the answer table says so."""
+    wide, narrow = _flags(range(60), 100), _flags(range(40), 100)
+    runs = [rec(m, s, {0.1: wide if m == "batchout" else narrow}, 0.9 + 0.01 * s, converged=(m, s) != ("standard", 1))
+            for m in ("standard", "batchout") for s in (0, 1)]
+    rows = compare.comparisons(make_groups(runs), 0.05)
+    row = _robust(rows)
+    assert row["outcome"] == "upper bound" and row["p"] is None and row["p_holm"] is None
+    assert row["verdict"] == "upper bound: attack not converged at 2x (mnist-lenet-standard-s1)"
+    assert row["diff"] == pytest.approx(0.2) and row["unconverged"] == ["mnist-lenet-standard-s1"]
+    assert compare.counts(rows)["upper_bound"] == 1 and compare.counts(rows)["significant"] == 0
+    table = answer.answer_table(rows, 0.1).items
+    cells = next(r for r in table if r[1].startswith("0.1"))
+    assert cells[2] == "2x" and cells[-1] == "upper bound: attack not converged at 2x"
 
 
 def test_not_resolved_is_sized_at_the_rows_holm_level_in_test_points():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import converge_doc
 from PIL import Image
 
 from batchout import tuning
@@ -36,7 +37,7 @@ def record(method: str, seed: int) -> RunRecord:
     attack = {"eps": EPS, "n_examples": N, "examples_sha256": "same", "clean_acc": clean, "seed": seed,
               "robust_acc": {a: dict(zip(flags, worst, strict=True)) for a in ("worst", "fgsm")},
               "robust_flags": {"worst": flags, "fgsm": flags}, "clean_flags": "1" * round(clean * N) + "0" * round(
-                  (1 - clean) * N), "breakdown": {}, "checks": {}}
+                  (1 - clean) * N), "breakdown": {}, "checks": {}, "converge": converge_doc(EPS, worst, N)}
     return RunRecord(f"mnist-lenet-{method}-s{seed}", "mnist", "lenet", method, method, {"test_acc": clean}, attack,
                      seed=seed)
 
@@ -125,7 +126,8 @@ def test_save_plots_writes_the_trials_table(tmp_path):
     tuning.save_plots(study, params.tune, tmp_path / "plots")
     rows = read_csv(tmp_path / "plots" / "trials.csv")
     assert [int(r["number"]) for r in rows] == [t.number for t in study.trials]
-    assert list(rows[0]) == ["number", "state", "k", "n", "objective", "value", "clean_acc", "robust_acc", "best"]
+    assert list(rows[0]) == ["number", "state", "k", "n", "objective", "value", "clean_acc", "robust_acc", "masked",
+                             "best"]
     for r, t in zip(rows, study.trials, strict=True):
         assert float(r["k"]) == pytest.approx(t.params["k"]) and float(r["value"]) == pytest.approx(t.value)
         assert r["state"] == "complete" and r["objective"] == "robust"

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import converge_doc
 from dvc_project import base_env
 
 from batchout.config import Params
@@ -57,15 +58,24 @@ def test_run_file_holds_numbers_only_at_the_headline_eps():
 
 
 def test_checks_file_holds_the_ensemble_convergence_per_run():
-    """metrics/checks.json: the ensemble's drop at 4x its budget (and the worst case's), the PGD drop, flagged."""
-    ok, bad = (_record("mnist-lenet-standard", s, "mnist", [0.1], 0.98, [50]) for s in (0, 1))
+    """metrics/checks.json: the most a doubled escalation round broke, the PGD drop, the budget per eps, whether
+    every eps converged, and the flag."""
+    ok, bad = (_record("mnist-lenet-standard", s, "mnist", [0.1, 0.2], 0.98, [50, 20]) for s in (0, 1))
     ok.attack["checks"] = {"more_iterations_drop": 0.01, "more_iterations_ok": True, "ensemble_converged_ok": True,
-                           "ensemble": {"drop": 0.02, "worst_drop": 0.0}}
+                           "ensemble_drop": 0.0067}
+    ok.attack["converge"] = converge_doc([0.1, 0.2], [50 / N, 20 / N], N, factor=4)
     bad.attack["checks"] = {"more_iterations_drop": 0.0, "ensemble_converged_ok": False, "suspected_gradient_masking":
-                            True, "ensemble": {"drop": 0.12345, "worst_drop": 0.08}}
+                            True, "ensemble_drop": 0.12345}
+    bad.attack["converge"] = converge_doc([0.1, 0.2], [50 / N, 20 / N], N, factor=16, converged=[True, False])
     assert check_metrics([ok, bad]) == {
-        "mnist-lenet-standard-s0": {"ensemble_drop": 0.02, "worst_drop": 0.0, "pgd_drop": 0.01, "flagged": 0},
-        "mnist-lenet-standard-s1": {"ensemble_drop": 0.1235, "worst_drop": 0.08, "pgd_drop": 0.0, "flagged": 1}}
+        "mnist-lenet-standard-s0": {"ensemble_drop": 0.0067, "pgd_drop": 0.01, "budget": {"0.1": 4, "0.2": 4},
+                                    "converged": 1, "flagged": 0},
+        "mnist-lenet-standard-s1": {"ensemble_drop": 0.1235, "pgd_drop": 0.0, "budget": {"0.1": 16, "0.2": 16},
+                                    "converged": 0, "flagged": 1}}
+    # the per-run file: whether the headline eps converged, and at which budget
+    files = run_metrics([ok, bad], {"mnist": 0.2})
+    assert (files["mnist-lenet-standard-s0"]["converged"], files["mnist-lenet-standard-s0"]["budget"]) == (1, 4)
+    assert (files["mnist-lenet-standard-s1"]["converged"], files["mnist-lenet-standard-s1"]["budget"]) == (0, 16)
 
 
 def test_without_a_headline_the_interval_is_left_out():

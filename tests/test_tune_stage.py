@@ -45,8 +45,12 @@ def test_val_subset_is_seeded():
 
 
 def test_per_epoch_value_rule():
-    p = make_params(val_subset=100, attack_steps=5)
+    """Per-epoch robust values when the first round costs at most an epoch's passes: 100 points x APGD-CE 5
+    steps (10 passes each) against 2 passes per training image."""
+    p = make_params(val_subset=100, attack={"apgd_ce": {"steps": 5}, "apgd_t": False, "fab_t": False, "square": False})
     assert stage.robust_each_epoch(p, 500) and not stage.robust_each_epoch(p, 499)
+    assert stage.first_round_passes({"apgd_ce": {"steps": 10}, "apgd_t": {"steps": 10, "n_targets": 3},
+                                     "fab_t": False, "square": {"n_queries": 100}}) == 20 + 60 + 100
     assert not stage.robust_each_epoch(make_params(objective="clean"), 10**6)
 
 

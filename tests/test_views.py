@@ -2,7 +2,8 @@
 `dvc metrics diff` read the report stage's per-run files from git, and `dvc plots show` writes a page
 of the report's figures that a browser draws with no network.
 
-Usage: ``pytest -q tests/test_views.py`` (slow: two `dvc repro` of a tiny project, headless Chromium)
+Usage: ``pytest -q tests/test_views.py`` (slow: the shared end-to-end project (conftest's ``e2e_project``), a
+copy of it re-attacked, headless Chromium)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from browser import chromium, probe
-from dvc_project import RUNS, Project, make_project
+from dvc_project import E2E_RUNS, Project, copy_project
 
 pytestmark = pytest.mark.slow  # ~1-2 min: a whole tiny pipeline, then its attacks and report again
 
@@ -31,10 +32,8 @@ addEventListener("load", () => {
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Project:
-    proj = make_project(tmp_path_factory.mktemp("views") / "repo")
-    proj.dvc("repro", timeout=900)
-    return proj
+def project(e2e_project) -> Project:
+    return e2e_project
 
 
 def _numbers(tree) -> list:
@@ -48,24 +47,25 @@ def test_metrics_show_has_one_numeric_file_per_run(project):
     files = shown[""]["data"]
     # arms.json (per-arm means) and checks.json (per-run evaluation checks) sit beside the per-run files
     per_run = {Path(p).stem: d["data"] for p, d in files.items() if Path(p).stem not in {"arms", "checks"}}
-    assert sorted(per_run) == sorted(RUNS)
+    assert sorted(per_run) == sorted(E2E_RUNS)
     checks = files["metrics/checks.json"]["data"]
-    assert sorted(checks) == sorted(RUNS)
-    assert all("flagged" in c and set(c) <= {"ensemble_drop", "worst_drop", "pgd_drop", "flagged"}
-               for c in checks.values())
-    assert all(c["flagged"] in (0, 1) for c in checks.values())
+    assert sorted(checks) == sorted(E2E_RUNS)
+    assert all(set(c) == {"ensemble_drop", "budget", "converged", "flagged"} for c in checks.values()), checks
+    assert all(c["flagged"] in (0, 1) and c["converged"] in (0, 1) for c in checks.values())
+    assert all(set(c["budget"]) == {"0.1"} and c["budget"]["0.1"] in (1, 2, 4, 8) for c in checks.values())
     for numbers in per_run.values():
-        assert set(numbers) == {"clean", "worst", "eps", "lo", "hi"} and set(numbers["worst"]) == {"0.1"}
-        assert numbers["lo"] <= numbers["worst"]["0.1"] <= numbers["hi"]
+        assert set(numbers) == {"clean", "worst", "eps", "lo", "hi", "converged", "budget"}
+        assert set(numbers["worst"]) == {"0.1"} and numbers["lo"] <= numbers["worst"]["0.1"] <= numbers["hi"]
     assert all(isinstance(v, (int, float)) for d in files.values() for v in _numbers(d["data"]))
     arms = files["metrics/arms.json"]["data"]
-    assert set(arms) == {"mnist-lenet-standard", "mnist-lenet-batchout"}
+    assert set(arms) == {"mnist-lenet-standard", "mnist-lenet-batchout", "mnist-lenet-adversarial"}
     # tracked in git, not ignored: a commit carries them and `dvc metrics diff` reads them back
     assert project.sh("git", "check-ignore", "-q", "metrics/arms.json", check=False).returncode == 1
     assert project.sh("git", "check-ignore", "-q", "results/attack", check=False).returncode == 0
 
 
-def test_metrics_diff_after_a_commit(project):
+def test_metrics_diff_after_a_commit(project, tmp_path):
+    project = copy_project(project.root, tmp_path / "repo")  # the shared project stays as reproduced
     project.commit("quick results")
     params = yaml.safe_load((project.root / "params.yaml").read_text())
     params["attack"]["subset"] = 40  # other attacked points: new worst-case numbers, same models
@@ -74,8 +74,8 @@ def test_metrics_diff_after_a_commit(project):
     assert "Running stage 'train@" not in out  # attack settings re-attack, never retrain
     diff = json.loads(project.dvc("metrics", "diff", "HEAD", "--json"))
     changed = {Path(p).stem: d for p, d in diff.items()}
-    assert set(changed) <= {*RUNS, "arms"} and any(r in changed for r in RUNS), diff
-    for run in RUNS:
+    assert set(changed) <= {*E2E_RUNS, "arms", "checks"} and any(r in changed for r in E2E_RUNS), diff
+    for run in E2E_RUNS:
         if run in changed:
             assert "clean" not in changed[run]  # the test split's accuracy did not move
             assert all(isinstance(v["diff"], float) for v in changed[run].values())

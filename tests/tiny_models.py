@@ -1,7 +1,7 @@
 """A tiny Normalize-first model trained in a fraction of a second on 8x8 Gaussian blobs, shared
 by the attack and evaluation tests.
 
-Usage: ``from tiny_models import blobs, train_tiny`` (tests/ is on sys.path under pytest)
+Usage: ``from tiny_models import ZeroGradient, blobs, train_tiny`` (tests/ is on sys.path under pytest)
 """
 
 from __future__ import annotations
@@ -41,3 +41,15 @@ def train_tiny(classes: int = 3, channels: int = 1) -> tuple[nn.Module, torch.Te
                 v.mul_(0.9).add_(g)
                 p.sub_(0.05 * v)
     return model, x[400:], y[400:]
+
+
+class ZeroGradient(nn.Module):
+    """Gradient masking: the same function as ``inner`` (so the same true robustness), but the input enters
+    only through a detached copy, so every input gradient is zero and gradient attacks cannot move."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.detach())

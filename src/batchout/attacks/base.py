@@ -10,8 +10,10 @@ back to ``[0, 1]`` and to the eps ball around ``x``.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -82,6 +84,24 @@ class Attack:
         self.model = model
         self.settings = settings
 
+    @classmethod
+    def accepted(cls) -> dict[str, Any]:
+        """The settings this attack accepts, with their defaults (the paper defaults)."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # skip self, model
+        return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    @classmethod
+    def build(cls, model: nn.Module, **settings: Any) -> Attack:
+        """``cls(model, **settings)``; an unknown setting is a one-line error naming the allowed ones."""
+        allowed = cls.accepted()
+        for key in settings:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, list(allowed), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                names = ", ".join(allowed) or "(none)"
+                raise BatchoutError(f"{cls.name}.{key}: unknown setting; {hint}allowed: {names}")
+        return cls(model, **settings)
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
         return f"{type(self).__name__}({inner})"
@@ -115,6 +135,31 @@ class Attack:
         if s.get("n_queries") is not None:
             words.append(f"{s['n_queries']} queries")
         return " ".join(words)
+
+    def budget(self) -> dict[str, Any]:
+        """The settings a result rests on (an ensemble: each member's)."""
+        return dict(self.settings)
+
+    def parts(self) -> dict[str, Attack]:
+        """The attacks a cascade of this one runs, in order (an ensemble: its members; else itself)."""
+        return {self.name: self}
+
+    def gradient_budget(self) -> tuple[int, int]:
+        """(restarts, steps) of this attack's gradient steps (1, 1 for one step or none)."""
+        return self.settings.get("restarts") or 1, self.settings.get("steps") or 1
+
+    def escalated(self, cap: Mapping[str, int], classes: int) -> Attack | None:
+        """The same attack with its budget doubled, for the next round of an escalation: steps, targets (at
+        most ``classes - 1``) and queries, each up to ``cap``; once none of them can grow, the restarts (up
+        to ``cap["restarts"]``). A setting is never lowered to the cap. None: nothing can grow (at the cap,
+        or the attack has no budget, like FGSM)."""
+        grown = _doubled(self.settings, GROWS, cap, classes) or _doubled(self.settings, ("restarts",), cap, classes)
+        if grown is None:
+            return None
+        try:
+            return type(self)(self.model, **grown)
+        except BatchoutError:  # a budget this attack refuses (DeepFool stops at 5 steps): it is at its cap
+            return None
 
     def input_grad(self, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the summed per-example loss with respect to ``x``, and the logits.
@@ -157,6 +202,24 @@ class Attack:
     def key(self, setting: str) -> str:
         """How errors name a constructor argument: ``pgd.steps`` (params.yaml adds ``attack.attacks.``)."""
         return f"{self.name}.{setting}"
+
+
+GROWS = ("steps", "n_targets", "n_queries")  # what an escalation round doubles first; then "restarts"
+
+
+def _doubled(settings: Mapping[str, Any], keys: tuple[str, ...], cap: Mapping[str, int],
+             classes: int) -> dict[str, Any] | None:
+    """``settings`` with each of ``keys`` it has doubled up to its cap (targets: at most ``classes - 1``);
+    None when none of them grew."""
+    out, grew = dict(settings), False
+    for key in keys:
+        value = settings.get(key)
+        if value is None or key not in cap:
+            continue
+        limit = min(cap[key], classes - 1) if key == "n_targets" else cap[key]
+        out[key] = max(value, min(2 * value, limit))
+        grew |= out[key] > value
+    return out if grew else None
 
 
 def check_eps(eps: Any) -> float:

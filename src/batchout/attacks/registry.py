@@ -11,8 +11,6 @@ depends on that module alone.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,21 +34,12 @@ def list_attacks() -> tuple[str, ...]:
 
 def attack_settings(name: str) -> dict[str, Any]:
     """The settings an attack accepts, with their defaults (the paper defaults)."""
-    cls = _lookup(name)
-    params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # skip self, model
-    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return _lookup(name).accepted()
 
 
 def create_attack(name: str, model: nn.Module, **settings: Any) -> Attack:
     """Build attack ``name`` on ``model``; unknown names or settings are one-line errors."""
-    allowed = attack_settings(name)
-    for key in settings:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            names = ", ".join(allowed) or "(none)"
-            raise BatchoutError(f"{name}.{key}: unknown setting; {hint}allowed: {names}")
-    return _REGISTRY[name](model, **settings)
+    return _lookup(name).build(model, **settings)
 
 
 def check_settings(attacks: Mapping[str, Mapping[str, Any]], prefix: str = "") -> None:

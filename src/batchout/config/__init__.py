@@ -16,8 +16,11 @@ from batchout.config.schema import (
     AttackParams,
     Augment,
     BatchOutParams,
+    Cap,
     Checks,
+    Converge,
     DataParams,
+    Escalation,
     Optimizer,
     Params,
     ReportParams,
@@ -31,7 +34,8 @@ from batchout.config.schema import (
 )
 
 __all__ = [
-    "Adversarial", "AttackParams", "Augment", "BatchOutParams", "Checks", "DataParams", "Optimizer", "Params",
+    "Adversarial", "AttackParams", "Augment", "BatchOutParams", "Cap", "Checks", "Converge", "DataParams",
+    "Escalation", "Optimizer", "Params",
     "ReportParams", "RunConfig", "RunSpec", "Schedule", "Strict", "Subset", "TrainParams", "TuneParams",
     "format_error", "known_datasets", "load_params", "parse_params", "resolve_run", "runs_of",
 ]

@@ -196,6 +196,30 @@ class Checks(Strict):
     square_queries: int = Field(1000, ge=1)
 
 
+class Cap(Strict):
+    """The most an escalation round may spend per member (the standard AutoAttack budget by default):
+    steps, targets and Square queries double up to these; then restarts double up to ``restarts``."""
+
+    steps: int = Field(100, ge=1)
+    n_targets: int = Field(9, ge=1)
+    n_queries: int = Field(5000, ge=1)
+    restarts: int = Field(4, ge=1)
+
+
+class Escalation(Strict):
+    """Attack until converged: re-attack the points still robust at double the budget while a round breaks
+    more than ``tolerance`` test points (``batchout.evaluation.converge``)."""
+
+    tolerance: int = Field(1, ge=0)  # test points a doubled round may still break and count as converged
+    cap: Cap = Cap()
+
+
+class Converge(Escalation):
+    # the attack of attack.attacks that is escalated (default: the ensemble, when the grid has one); null:
+    # none (every verdict is then an upper bound)
+    attack: str | None = "autoattack"
+
+
 class AttackParams(Strict):
     device: str = "auto"
     batch_size: int = Field(500, ge=1)
@@ -206,6 +230,7 @@ class AttackParams(Strict):
     # name (batchout.names.ATTACKS) -> constructor settings, checked by batchout.attacks.registry.check_settings
     attacks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"fgsm": {}, "pgd": {}})
     checks: Checks = Checks()
+    converge: Converge = Converge()
 
     @model_validator(mode="after")
     def _names(self) -> AttackParams:
@@ -213,6 +238,11 @@ class AttackParams(Strict):
         for name in self.attacks:
             if name not in registered("attack"):
                 raise ValueError(choice_msg(f"attacks.{name}", name, registered("attack")))
+        # named in params.yaml, the escalated attack must be in the grid; left at its default, a grid without
+        # an ensemble escalates nothing (its worst case then rests on no convergence check: upper bounds)
+        named = "attack" in self.converge.model_fields_set
+        if named and self.converge.attack is not None and self.converge.attack not in self.attacks:
+            raise ValueError(choice_msg("converge.attack", self.converge.attack, (*self.attacks, "null")))
         return self
 
 
@@ -260,7 +290,12 @@ class TuneParams(Strict):
     objective: Literal["robust", "clean", "mix", "pareto"] = "robust"
     mix_weight: float = Field(0.5, ge=0.0, le=1.0)  # weight of robust accuracy in "mix"
     attack_eps: PixelFloat = 0.1
-    attack_steps: int = Field(5, ge=1)
+    # The objective's robust accuracy: this AutoAttack cascade (members' settings, or false to leave one
+    # out), escalated on the validation points until a doubled round breaks at most converge.tolerance of
+    # them. Gradient-free Square in it sees through masked gradients, which a PGD-only objective rewards.
+    attack: dict[str, Any] = Field(default_factory=lambda: {
+        "apgd_ce": {"steps": 5}, "apgd_t": False, "fab_t": False, "square": {"n_queries": 50}})
+    converge: Escalation = Escalation(tolerance=2, cap=Cap(steps=40, n_queries=400, restarts=1))
     val_subset: int = Field(500, ge=1)
     pruner: Literal["median", "hyperband", "none"] = "median"
     sampler_seed: int = 0

@@ -39,6 +39,8 @@ class TuneResult(FrontPoint):
     finished_trials: int = Field(ge=1)
     complete_trials: int = Field(ge=1)
     pruned_trials: int = Field(ge=0)
+    # true when every complete trial was masked (its robust accuracy an upper bound), so the pick is one
+    masked: bool | None = None
     front: list[FrontPoint] | None = None
 
 

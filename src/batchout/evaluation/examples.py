@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from batchout.attacks.base import Attack, check_eps
+from batchout.attacks.cascade import Cascade
 from batchout.attacks.registry import create_attack
 from batchout.evaluation.predict import inputs, predict
 from batchout.modes import frozen
@@ -28,19 +29,12 @@ N_EXAMPLES = 8  # image pairs per model in the report's grid: one row of a page
 def _first_success(model: nn.Module, attackers: list[Attack], x: torch.Tensor, y: torch.Tensor,
                    pred: torch.Tensor, eps: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, predictions) at ``eps``: each example's first fooling attack, else its clean input.
-    Later attacks run only on the examples the earlier ones left correct."""
-    x_adv, pred_adv = x.clone(), pred.clone()
-    alive = pred == y
-    for attack in attackers:
-        idx = alive.nonzero().squeeze(1)
-        if eps == 0.0 or len(idx) == 0:
-            break
-        cand = attack(x[idx].to(device), y[idx].to(device), eps).cpu()
-        p = predict(model, cand, len(idx), device)
-        fooled = p != y[idx]
-        x_adv[idx[fooled]], pred_adv[idx[fooled]] = cand[fooled], p[fooled]
-        alive[idx[fooled]] = False
-    return x_adv, pred_adv
+    A cascade (``batchout.attacks.cascade``): later attacks run only on the examples still correct."""
+    cascade = Cascade(model, x, y, robust=pred == y, device=device)
+    for attack in attackers if eps > 0.0 else []:
+        cascade.run(attack, eps)
+    broken = cascade.broken_by >= 0
+    return cascade.x_adv, torch.where(broken, cascade.pred, pred)
 
 
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: dict[str, dict[str, Any]],

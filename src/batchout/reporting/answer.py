@@ -15,7 +15,8 @@ from batchout.reporting.fmt import ci_points, eps_label, fmt_p, points
 from batchout.reporting.groups import EPS_TOL, Group, grid_attacks
 from batchout.reporting.render import Block
 
-SHORT = {"not resolved": "not resolved at this sample size", "not judged": "cannot be judged"}
+SHORT = {"not resolved": "not resolved at this sample size", "not judged": "cannot be judged",
+         "upper bound": "upper bound: attack not converged"}
 CLAIM = ("A 'higher' or 'lower' is a claim about these seeds' trained models on these test points, not about "
          "the method in general")
 
@@ -49,12 +50,15 @@ def _verdict_cell(r: dict[str, Any]) -> str:
     text = {"higher": f"{r['a']} higher", "lower": f"{r['a']} lower"}.get(r["outcome"], SHORT.get(r["outcome"], ""))
     if r["outcome"] == "not judged" and r["reason"]:
         text += f" ({r['reason']})"
+    if r["outcome"] == "upper bound":
+        text += f" at {r['budget']}"
     return text + (" ⚠ checks failed" if r["suspect"] else "")
 
 
 def answer_table(rows: Sequence[dict[str, Any]], headline: float | None) -> Block:
-    """Each comparison's worst-case rows (every eps; the headline eps marked), then its clean row."""
-    header = ("comparison", "eps", "difference (points)", "95 % CI", "Holm p", "verdict")
+    """Each comparison's worst-case rows (every eps; the headline eps marked), then its clean row. ``budget``:
+    the attack budget the row's worst cases rest on, as factors of the profile's (:func:`budget_legend`)."""
+    header = ("comparison", "eps", "budget", "difference (points)", "95 % CI", "Holm p", "verdict")
     body = []
     for r in sorted(rows, key=lambda r: (r["a"], r["b"], r["model"], r["eps"] is None, r["eps"] or 0.0)):
         if r["eps"] is None:
@@ -62,10 +66,25 @@ def answer_table(rows: Sequence[dict[str, Any]], headline: float | None) -> Bloc
         else:
             eps = eps_label(r["eps"]) + (" (headline)" if headline is not None
                                          and abs(r["eps"] - headline) <= EPS_TOL else "")
-        body.append((f"{r['a']} vs {r['b']} ({r['model']})", eps,
+        body.append((f"{r['a']} vs {r['b']} ({r['model']})", eps, r.get("budget") or "–",
                      "–" if r["diff"] is None else points(r["diff"], unit=""),
                      "–" if r["ci"] is None else ci_points(r["ci"]), fmt_p(r["p_holm"]), _verdict_cell(r)))
     return Block("table", items=(header, *body))
+
+
+def budget_legend(groups: Sequence[Group]) -> str:
+    """What each budget factor of the answer table means: the rounds' budgets in words (the escalation
+    doubles every member's steps, targets and queries, each up to its cap, then restarts)."""
+    words: dict[int, str] = {}
+    for g in groups:
+        for r in g.runs:
+            for conv in r.attack.get("converge", {}).get("eps", {}).values():
+                for i, rnd in enumerate(conv.get("rounds", [])):
+                    words.setdefault(2 ** i, rnd["budget"])
+    if not words:
+        return "Budgets: no attack was escalated, so no worst case is shown to have converged (all are upper bounds)."
+    return "Budgets (the worst case rests on every round up to it): " + "; ".join(
+        f"{k}x: {w}" for k, w in sorted(words.items())) + "."
 
 
 def _resolved_sentence(rows: Sequence[dict[str, Any]], alpha: float) -> str:
@@ -77,14 +96,18 @@ def _resolved_sentence(rows: Sequence[dict[str, Any]], alpha: float) -> str:
     if not found:
         return f"No comparison is resolved at this sample size (Holm, alpha = {alpha:g})."
     return (f"Resolved (Holm, alpha = {alpha:g}): " + "; ".join(f"{w} at {', '.join(e)}" for w, e in found.items())
-            + "; every other row is not resolved at this sample size or cannot be judged.")
+            + "; every other row is not resolved at this sample size, an upper bound or cannot be judged.")
 
 
 def sentences(groups: Sequence[Group], rows: Sequence[dict[str, Any]], eps: float, why: str, alpha: float) -> str:
     """At most three sentences: what the numbers rest on, what is resolved, and what a verdict claims."""
     n_pts = sorted({r.attack.get("n_examples") for g in groups for r in g.runs} - {None})
     seeds = sorted({len(g.runs) for g in groups})
-    first = (f"Robust numbers are the worst case per test point over {budget_words(groups)}, on "
+    conv = dict.fromkeys((r.attack.get("converge") or {}).get("tolerance") for g in groups for r in g.runs)
+    tol = [t for t in conv if t is not None]
+    escalated = (f", the ensemble escalated per model and eps (its budget doubled) until a round broke at most "
+                 f"{'/'.join(map(str, tol))} test point(s) (else an upper bound)") if tol else ""
+    first = (f"Robust numbers are the worst case per test point over {budget_words(groups)}{escalated}, on "
              f"{'/'.join(map(str, n_pts)) or '?'} test points attacked under {'/'.join(map(str, seeds))} seeds per "
              f"arm; the headline eps {eps_label(eps)} is {why}.")
     flagged = sorted(r.name for g in groups for r in g.flagged())
@@ -110,7 +133,7 @@ def answer_blocks(groups: Sequence[Group], rows: Sequence[dict[str, Any]], headl
             continue
         dgroups = [g for g in groups if g.dataset == ds]
         blocks += [answer_table(mine, eps), Block("p", sentences(dgroups, mine, eps, _why(dgroups, ds in override),
-                                                                 alpha))]
+                                                                 alpha)), Block("p", budget_legend(dgroups))]
     return blocks
 
 

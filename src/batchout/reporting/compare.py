@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batchout.evaluation.informative import informative_eps
 from batchout.io import eps_key
 from batchout.reporting import clustered, inference
 from batchout.reporting.groups import (
@@ -41,10 +42,10 @@ from batchout.reporting.groups import (
     RunRecord,
     Stat,
     attacks_of,
+    budget_span,
     eps_of,
     stat,
 )
-from batchout.reporting.stats import informative_eps
 
 POWER = 0.8  # the power the "not resolved" sample sizes are quoted at
 
@@ -91,12 +92,14 @@ def _base_row(a: Group, b: Group, pairing: Pairing, quantity: str, eps: float | 
             "test": None, "diff": None, "ci": None, "p": None, "p_holm": None, "seeds_paired": len(pairing.pairs),
             "seeds_unmatched": pairing.unmatched, "test_points": None, "paired_points": None, "discordant": None,
             "design_effect": None, "needed": None, "holm_level": None, "outcome": "not judged",
-            "reason": pairing.reason, "verdict": "",
+            "reason": pairing.reason, "verdict": "", "budget": None, "unconverged": [], "upper_bound": False,
             "suspect": sorted(r.name for r in a.flagged() + b.flagged()) if eps is not None else []}
 
 
 def robust_row(a: Group, b: Group, pairing: Pairing, eps: float) -> dict[str, Any]:
     row = _base_row(a, b, pairing, VERDICT_ATTACK, eps)
+    runs = [r for pair in pairing.pairs for r in pair] or a.runs + b.runs
+    row.update(budget=budget_span(runs, eps), unconverged=sorted(r.name for r in runs if not r.converged(eps)))
     sa, sb = a.robust(VERDICT_ATTACK, eps), b.robust(VERDICT_ATTACK, eps)
     row["diff"] = sa.mean - sb.mean if sa and sb else None  # shown even where nothing can be judged
     if pairing.reason:
@@ -113,6 +116,9 @@ def robust_row(a: Group, b: Group, pairing: Pairing, eps: float) -> dict[str, An
                diff=pp.diff, ci=list(clustered.diff_interval(pp)), p=clustered.sign_flip_p(pp.d),
                paired_points=pp.points * pp.seeds, discordant={"b": pp.table[1], "c": pp.table[2]},
                design_effect=float(clustered.design_effect(pp)), _points=pp)
+    if row["unconverged"]:  # a difference of upper bounds is no verdict: kept out of Holm's family
+        row.update(p=None, upper_bound=True, reason=f"upper bound: attack not converged at {row['budget']} "
+                                                     f"({', '.join(row['unconverged'])})")
     return row
 
 
@@ -151,8 +157,11 @@ def _resolve_text(row: dict[str, Any]) -> str:
 
 
 def verdict(row: dict[str, Any], alpha: float) -> tuple[str, str]:
-    """(outcome, words): "higher" / "lower" (significant after Holm), "not resolved", "not judged"."""
-    if row["p"] is None:
+    """(outcome, words): "higher" / "lower" (significant after Holm), "not resolved", "not judged", or
+    "upper bound" (a side's attack did not converge at that eps: never a verdict)."""
+    if row["upper_bound"]:
+        outcome, text = "upper bound", row["reason"]
+    elif row["p"] is None:
         outcome, text = "not judged", f"cannot be judged: {row['reason']}"
     elif row["p_holm"] <= alpha:
         outcome = "higher" if row["diff"] > 0 else "lower"
@@ -226,6 +235,7 @@ def counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     return {"significant": sum(r["outcome"] in ("higher", "lower") for r in rows),
             "not_resolved": sum(r["outcome"] == "not resolved" for r in rows),
             "not_judged": sum(r["outcome"] == "not judged" for r in rows),
+            "upper_bound": sum(r["outcome"] == "upper bound" for r in rows),
             "suspect": sum(bool(r["suspect"]) for r in rows)}
 
 

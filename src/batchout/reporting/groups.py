@@ -61,6 +61,16 @@ class RunRecord:
             return self.attack.get("clean_flags")
         return self.attack.get("robust_flags", {}).get(attack, {}).get(eps_key(eps))
 
+    def convergence(self, eps: float) -> dict[str, Any] | None:
+        """The escalation's record at ``eps`` (``converged``, ``factor``, ``budget``, ``rounds``), if any."""
+        return self.attack.get("converge", {}).get("eps", {}).get(eps_key(eps))
+
+    def converged(self, eps: float) -> bool:
+        """Whether the worst case at ``eps`` rests on an attack shown to have converged (a record from before
+        the escalation existed has none: its numbers are upper bounds)."""
+        conv = self.convergence(eps)
+        return bool(conv and conv.get("converged"))
+
     def masking(self) -> list[str] | None:
         """Failed check names when gradient masking is suspected, else None."""
         checks = self.attack.get("checks", {})
@@ -141,6 +151,14 @@ def attacks_of(groups: Iterable[Group]) -> list[str]:
     """The attacks with accuracies in the runs: the worst case first, then the grid's by name."""
     names = {a for g in groups for r in g.runs for a in r.attack.get("robust_acc", {})}
     return [VERDICT_ATTACK] * (VERDICT_ATTACK in names) + sorted(names - {VERDICT_ATTACK})
+
+
+def budget_span(runs: Iterable[RunRecord], eps: float) -> str:
+    """The budgets the runs' worst cases at ``eps`` rest on, as factors of the profile's: "1x", "2x-8x"."""
+    factors = sorted({(r.convergence(eps) or {}).get("factor", 1) for r in runs})
+    if not factors:
+        return "–"
+    return f"{factors[0]}x" if len(factors) == 1 else f"{factors[0]}x-{factors[-1]}x"
 
 
 def grid_attacks(groups: Iterable[Group]) -> list[str]:

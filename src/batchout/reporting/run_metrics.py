@@ -3,20 +3,21 @@ no timings, so the file changes only when a result does and ``dvc metrics diff``
 compare runs across commits and experiments.
 
 Usage: ``files = run_metrics(records, {"mnist": 0.1})`` -> ``{"mnist-lenet-standard-s0": {"clean": 0.98, ...}}``;
-``check_metrics(records)`` -> ``{"mnist-lenet-standard-s0": {"ensemble_drop": 0.02, ...}}``;
+``check_metrics(records)`` -> ``{"mnist-lenet-standard-s0": {"ensemble_drop": 0.0067, "converged": 1, ...}}``;
 ``arm_metrics(records, {"mnist": 0.1})`` -> ``{"mnist-lenet-standard": {"clean": 0.98, "worst": 0.61}}``
 
 Per run: ``clean`` (test-split accuracy of the trained model), ``worst`` (per eps, the per-example
-worst case over every attack of the grid, on the attacked test points), and at the data set's headline
-eps (the report's, ``report.headline_eps`` or chosen from the data) that eps and the 95 % Wilson
-interval of the worst case, ``lo`` and ``hi``. Short, shared keys keep ``dvc metrics show`` one
-narrow row per run.
+worst case over every attack of the grid and every escalation round, on the attacked test points), and
+at the data set's headline eps (the report's, ``report.headline_eps`` or chosen from the data) that eps,
+the 95 % Wilson interval of the worst case (``lo``, ``hi``), ``converged`` (1: the escalated attack
+converged there, 0: the worst case is an upper bound) and ``budget`` (the factor of the profile's attack
+budget it rests on). Short, shared keys keep ``dvc metrics show`` one narrow row per run.
 
-``metrics/checks.json`` holds, per run, the evaluation checks' numbers (fractions of the check points):
-``ensemble_drop`` (accuracy the ensemble loses at 4x its steps and queries: had it converged?),
-``worst_drop`` (the same for the worst case the verdicts rest on), ``pgd_drop`` (the more-iterations
-check) and ``flagged`` (1 when any check failed). Its keys are run names, so the per-run files'
-``dvc metrics show metrics/<ds>-*`` stays as narrow as before.
+``metrics/checks.json`` holds, per run, the evaluation checks' numbers: ``ensemble_drop`` (the most a
+doubled escalation round took off the accuracy, a fraction of the attacked points: had it converged?),
+``pgd_drop`` (the more-iterations check), ``budget`` (per eps, the factor of the profile's budget the
+worst case rests on), ``converged`` (1 when it converged at every eps) and ``flagged`` (1 when any check
+failed). Its keys are run names, so the per-run files' ``dvc metrics show metrics/<ds>-*`` stays narrow.
 
 ``metrics/arms.json`` holds each arm's mean over its seeds of ``clean`` and the headline ``worst``,
 under keys no other metrics file has (``<arm>.clean``): ``dvc exp show`` then heads those columns
@@ -58,6 +59,9 @@ def one_run(record: RunRecord, headline: float | None) -> dict[str, Any]:
     if headline is not None and eps_key(headline) in worst:
         lo, hi = record.attack["robust_ci"][VERDICT_ATTACK][eps_key(headline)]
         out.update(eps=round(float(headline), DIGITS), lo=round(float(lo), DIGITS), hi=round(float(hi), DIGITS))
+        conv = record.convergence(headline)
+        if conv is not None:  # the budget the headline worst case rests on, and whether it converged there
+            out.update(converged=int(conv["converged"]), budget=conv["factor"])
     return out
 
 
@@ -87,9 +91,10 @@ def check_metrics(records: Sequence[RunRecord]) -> dict[str, dict[str, float]]:
     out = {}
     for r in records:
         checks = r.attack.get("checks", {})
-        ens = checks.get("ensemble") or {}
-        numbers = {"ensemble_drop": ens.get("drop"), "worst_drop": ens.get("worst_drop"),
-                   "pgd_drop": checks.get("more_iterations_drop")}
+        numbers = {"ensemble_drop": checks.get("ensemble_drop"), "pgd_drop": checks.get("more_iterations_drop")}
         out[r.name] = {k: round(float(v), DIGITS) for k, v in numbers.items() if v is not None}
+        if r.attack.get("converge"):  # per eps, the budget the worst case rests on; 1 when every eps converged
+            out[r.name]["budget"] = {eps_label(e): r.convergence(e)["factor"] for e in r.attack["eps"]}
+            out[r.name]["converged"] = int(all(r.converged(e) for e in r.attack["eps"]))
         out[r.name]["flagged"] = int(r.masking() is not None)
     return out

@@ -1,8 +1,6 @@
-"""Sampling error of an accuracy measured on n test examples, and where on an eps grid accuracies can
-differ at all.
+"""Sampling error of an accuracy measured on n test examples.
 
-Usage: ``lo, hi = wilson(acc * n, n)`` -> the 95 % Wilson score interval of a proportion;
-``informative_eps([0.1, 0.2], {0.1: 0.8, 0.2: 0.4}, clean=0.9)`` -> 0.2
+Usage: ``lo, hi = wilson(acc * n, n)`` -> the 95 % Wilson score interval of a proportion
 
 Wilson's interval (1927) keeps its coverage near 95 % even at accuracies near 0 or 1 and for a
 few hundred examples, where the normal approximation (acc +- 1.96 sqrt(acc (1 - acc) / n))
@@ -24,9 +22,3 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def informative_eps(eps: list[float], acc: dict[float, float], clean: float) -> float:
-    """The eps whose accuracy ``acc[eps]`` is furthest from both 0 and ``clean``: there two attacks
-    (or two methods) can differ; at 0 % or at clean accuracy they all tie. Ties go to the smaller eps."""
-    return max(eps, key=lambda e: (min(acc[e], clean - acc[e]), -e))

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchout.io import eps_key
-from batchout.reporting import answer
+from batchout.reporting import answer, cost
 from batchout.reporting.compare import comparisons, headline_eps
 from batchout.reporting.fmt import ci_points, eps_label, fmt_p, pct, pct_ci, points
 from batchout.reporting.groups import EPS_TOL, Group, attacks_of, eps_of, merge_eps, stat
@@ -157,20 +157,25 @@ def _robust_blocks(groups: Sequence[Group]) -> list[Block]:
     return blocks
 
 
-def ensemble_table(groups: Sequence[Group]) -> Block | None:
-    """Each run's ensemble against the same cascade at 4x its steps and queries (``checks.ensemble``)."""
-    runs = [r for g in groups for r in g.runs if r.attack.get("checks", {}).get("ensemble")]
+def escalation_table(groups: Sequence[Group]) -> Block | None:
+    """Each run's escalation at every eps: converged or not, the budget its worst case rests on, the
+    accuracy after each round (points that round broke), and the passes it cost beside the standard
+    AutoAttack's on the same points (``reporting.cost``)."""
+    runs = [r for g in groups for r in g.runs if r.attack.get("converge")]
     if not runs:
         return None
-    header = ("run", "eps", "checks subset", "ensemble (%)", "4x ensemble (%)", "drop (points)",
-              "worst-case drop (points)", "converged")
+    header = ("run", "eps", "converged", "budget", "accuracy (%) after each round (points it broke)",
+              "passes (ours)", "standard AutoAttack (at least)")
     rows = []
     for r in runs:
-        c = r.attack["checks"]
-        e = c["ensemble"]
-        rows.append((r.name, eps_label(e["eps"]), f"{c.get('subset', 0):.0f}", f"{100 * e['acc']:.2f}",
-                     f"{100 * e['acc_strong']:.2f}", points(e["drop"], unit=""), points(e["worst_drop"], unit=""),
-                     "yes" if c.get("ensemble_converged_ok") else "NO"))
+        clean = r.attack.get("clean_flags", "").count("1")
+        for e in r.attack["eps"]:
+            conv = r.convergence(e)
+            steps = " -> ".join(f"{100 * x['acc']:.1f} ({x['broken']})" for x in conv["rounds"]) or "–"
+            ours = conv["passes"]["forward"] + conv["passes"]["backward"]
+            standard = cost.standard_passes(clean, round(conv["acc"] * r.attack["n_examples"]))
+            rows.append((r.name, eps_label(e), "yes" if conv["converged"] else "NO (upper bound)",
+                         f"{conv['factor']}x", steps, f"{ours:,}", f"{standard:,}"))
     return Block("table", items=(header, *rows))
 
 
@@ -185,10 +190,16 @@ def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dic
     if conv is not None:
         blocks += [Block("h3", "Convergence: PGD accuracy (%) vs steps and restarts at each model's informative eps"),
                    conv]
-    ens = ensemble_table(groups)
-    if ens is not None:
-        blocks += [Block("h3", "Convergence of the ensemble: the same cascade at 4x its steps and queries, at each "
-                               "model's informative eps (fails when the drop exceeds attack.checks.tolerance)"), ens]
+    esc = escalation_table(groups)
+    if esc is not None:
+        tol = sorted({r.attack["converge"].get("tolerance") for g in groups for r in g.runs
+                      if r.attack.get("converge")} - {None})
+        blocks += [Block("h3", "Convergence of the ensemble: each model's attack escalated at every eps, its budget "
+                               f"doubled until a round broke at most {'/'.join(map(str, tol))} test point(s); round 0 "
+                               "is the grid at the profile's budget (the ensemble check: converged at every eps)"),
+                   esc, Block("p", answer.budget_legend(groups))]
+        sentence = cost.cost_sentence(groups)
+        blocks += [Block("p", sentence)] if sentence else []
     if headline is not None:
         blocks += breakdown_tables(groups, headline)
     paper = paper_table(dataset, groups)

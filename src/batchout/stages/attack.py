@@ -29,7 +29,8 @@ from batchout.device import channels_last, resolve_device
 from batchout.errors import BatchoutError
 from batchout.evaluation.checks import sanity_checks
 from batchout.evaluation.examples import adversarial_examples
-from batchout.evaluation.robust import robust_grid
+from batchout.evaluation.record import converge_record, grid_record
+from batchout.evaluation.robust import converged_grid
 from batchout.io import eps_key, read_metrics, write_csv, write_json, write_npz
 from batchout.paths import Paths, split_run
 from batchout.reporting.plots import plot_robustness
@@ -82,15 +83,17 @@ def attack_one(params: Params, name: str, paths: Paths, loaded: Loaded | None = 
     channels_last(model.to(device))
     torch.manual_seed(a.seed)  # random starts and Square's proposals are reproducible
     started = time.perf_counter()
-    grid = robust_grid(model, x, y, a.attacks, eps, a.batch_size, device, reuse_eps=True,
-                      progress=f"attack {name}")
+    conv = a.converge
+    ev = converged_grid(model, x, y, a.attacks, eps, a.batch_size, device, escalate_attack=conv.attack,
+                        tolerance=conv.tolerance, cap=conv.cap.model_dump(), progress=f"attack {name}")
     large = a.checks.large_eps.get(spec.dataset, 2 * max(eps))
-    checks = sanity_checks(model, x, y, grid, a.checks, large, a.batch_size, device,
-                           progress=f"checks {name}")
+    checks = sanity_checks(model, x, y, ev.grid, a.checks, large, a.batch_size, device, escalations=ev.escalations,
+                           worst_acc=ev.worst_acc(), progress=f"checks {name}")
+    record = grid_record(ev)
     result = {"run": name, "dataset": spec.dataset, "model": spec.model, "method": spec.method, "seed": seed,
-              "n_examples": len(y), "examples_sha256": _sha(idx), "clean_acc": grid["clean_acc"], "eps": eps,
-              "budgets": grid["budgets"],
-              **_robust(grid, eps, len(y)),
+              "n_examples": len(y), "examples_sha256": _sha(idx), "eps": ev.grid.eps, **record,
+              "robust_ci": _intervals(record["robust_acc"], len(y)),
+              "converge": converge_record(ev, conv.attack, conv.tolerance, conv.cap.model_dump()),
               "checks": checks, "seconds": round(time.perf_counter() - started, 2)}
     write_json(paths.attack_metrics(name), result)
     write_csv(paths.attack_curve(name), _curve_rows(result))
@@ -110,21 +113,9 @@ def _save_examples(path: Path, ex: dict[str, Any], meta: dict[str, Any]) -> None
     write_npz(path, {**ex, "x_adv": ex["x_adv"].astype("float16"), "classes": [str(c) for c in meta["classes"]]})
 
 
-def _robust(grid: dict[str, Any], eps: list[float], n: int) -> dict[str, Any]:
-    """The grid's accuracies keyed by eps: per attack (``worst``: the per-example worst case over all
-    of them), their 95 % Wilson intervals over the n attacked test examples, and the ensemble's
-    per-member breakdown."""
-    def per_eps(accs: list[float]) -> dict[str, float]:
-        return {eps_key(e): acc for e, acc in zip(eps, accs, strict=True)}
-
-    robust = {atk: per_eps(accs) for atk, accs in {**grid["robust_acc"], "worst": grid["worst_acc"]}.items()}
-    ci = {atk: {k: list(wilson(acc * n, n)) for k, acc in accs.items()} for atk, accs in robust.items()}
-    # per example, on the same test points for every model of a data set: the report's paired tests and
-    # its intervals take the test point as the unit
-    flags = {atk: per_eps(f) for atk, f in {**grid["robust_flags"], "worst": grid["worst_flags"]}.items()}
-    return {"robust_acc": robust, "robust_ci": ci, "robust_flags": flags, "clean_flags": grid["clean_flags"],
-            "breakdown": {atk: {m: per_eps(accs) for m, accs in parts.items()}
-                          for atk, parts in grid.get("breakdown", {}).items()}}
+def _intervals(robust_acc: dict[str, dict[str, float]], n: int) -> dict[str, dict[str, list[float]]]:
+    """Each accuracy's 95 % Wilson interval over the n attacked test points."""
+    return {atk: {k: list(wilson(acc * n, n)) for k, acc in accs.items()} for atk, accs in robust_acc.items()}
 
 
 def _sha(idx: torch.Tensor) -> str:
@@ -154,6 +145,13 @@ def _flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     for atk, parts in result["breakdown"].items():
         for member, accs in parts.items():
             out.update({tracking.metric_key("breakdown", atk, member, eps=e): accs[eps_key(e)] for e in result["eps"]})
+    # per eps: whether the escalated attack converged (1/0), its budget (x the profile's) and every attack's
+    # forward+backward passes summed over the attacked points (all rounds)
+    for e in result["eps"]:
+        conv = result["converge"]["eps"][eps_key(e)]
+        out[tracking.metric_key("converged", eps=e)] = float(conv["converged"])
+        out[tracking.metric_key("budget", eps=e)] = float(conv["factor"])
+        out[tracking.metric_key("passes", eps=e)] = float(conv["passes"]["forward"] + conv["passes"]["backward"])
     # the checks' numbers (accuracy drops and rises, fractions), beside their pass/FAIL tags
     checks = result["checks"]
     out.update({f"check.{k}": float(v) for k, v in checks.items()
@@ -168,6 +166,8 @@ def _log(paths: Paths, name: str, result: dict[str, Any]) -> None:
     # Only "<name>_ok" entries are pass/fail checks; other booleans describe how a check ran.
     tags = {f"check.{k}": ("pass" if v else "FAIL") for k, v in result["checks"].items() if k.endswith("_ok")}
     tags["suspected_gradient_masking"] = str(result["checks"].get("suspected_gradient_masking", False))
+    tags.update({tracking.metric_key("budget", eps=e): result["converge"]["eps"][eps_key(e)]["budget"]
+                 for e in result["eps"]})  # the budget in words (metric budget.eps_*: its factor)
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / f"robustness-{name}.png"
         curves = {atk: {"eps": result["eps"], "acc": [accs[eps_key(e)] for e in result["eps"]]}

@@ -4,14 +4,20 @@ Usage: ``best = run(params, Paths(), n_workers=2)`` writes ``tune/best.yaml`` an
 
 A trial trains ``tune.model`` on ``tune.dataset`` for ``tune.epochs`` epochs with the train section's
 optimizer, schedule, batch size, augmentation and device, and scores it on a seeded subset of
-``tune.val_subset`` validation examples: clean accuracy, and accuracy under PGD
-(``tune.attack_steps`` steps, L-infinity ``tune.attack_eps``).
+``tune.val_subset`` validation examples: clean accuracy, and robust accuracy at L-infinity
+``tune.attack_eps`` under ``tune.attack`` (an AutoAttack cascade, by default APGD-CE then gradient-free
+Square) escalated until a doubled round breaks at most ``tune.converge.tolerance`` points
+(``batchout.evaluation.converge``). A weak gradient attack rewards gradient masking, and a search
+selects for what it rewards. A trial whose escalation reached ``tune.converge.cap`` while points still
+fell, or in which gradient-free Square broke more than the tolerance of points the gradient attack left
+robust (:func:`masked`), is scored by that upper bound and marked ``masked`` (MLflow tag,
+``tune/plots/trials.csv``): the sampler treats it as infeasible and the pick never chooses it while an
+unmasked trial completed (``batchout.tuning``).
 
 Per-epoch value for pruning: the objective itself (robust, clean or mix) when the attack is cheap,
-i.e. ``val_subset * attack_steps <= number of training images`` (one PGD evaluation costs at most
-about one training epoch of forward+backward passes); otherwise the clean validation accuracy,
-which is free (the training loop computes it anyway). The final epoch's evaluation is the trial's
-value, so per-epoch robust reports cost ``epochs - 1`` extra evaluations per trial.
+i.e. its first round costs at most a training epoch's passes (``val_subset`` x :func:`first_round_passes`
+<= 2 x the training images); otherwise the clean validation accuracy, which is free (the training loop
+computes it anyway). The final epoch's evaluation is the trial's value.
 
 Resume: the study is named ``<tune.study_name>-<fingerprint>``, the fingerprint covering every
 setting that changes what a trial measures (tune section except n_trials/storage/study_name, the
@@ -40,13 +46,14 @@ from typing import Any
 import torch
 
 from batchout import tracking, tuning
-from batchout.attacks.pgd import PGD
+from batchout.attacks.autoattack import checked
 from batchout.config import BatchOutParams, Params, RunConfig
 from batchout.config.tuned import write_tune_result
 from batchout.data.loader import load_meta, load_split, seeded_subset
 from batchout.device import channels_last, resolve_device, seed_everything
 from batchout.errors import BatchoutError
-from batchout.evaluation.grid import attack_grid
+from batchout.evaluation.converge import Evaluation, converged
+from batchout.evaluation.passes import PassCounter
 from batchout.io import atomic_dir
 from batchout.models.build import build_model
 from batchout.paths import Paths
@@ -77,17 +84,42 @@ def val_subset(val: Split, size: int, seed: int) -> Split:
     return Split(val.x[idx], val.y[idx])
 
 
+def masked(ev: Evaluation, tolerance: int) -> bool:
+    """Whether the trial's robust accuracy is only an upper bound: the escalation reached its cap while points
+    still fell, or gradient-free Square broke more than ``tolerance`` points the gradient attacks before it
+    in the cascade left robust (Carlini et al. 2019: a black-box attack beating the white-box ones means the
+    gradients mislead, so the white-box number says nothing and Square's alone is a weak bound)."""
+    if not ev.escalations or not ev.escalations[0].converged:
+        return True
+    return ev.parts("autoattack", 0).get("square", 0) > tolerance
+
+
 def robust_each_epoch(params: Params, n_train: int) -> bool:
     """Whether the per-epoch pruning value is the objective itself (see the module docstring)."""
     tune = params.tune
     if tune.objective in ("clean", "pareto"):  # clean needs no attack; pareto never prunes
         return False
-    return tune.val_subset * tune.attack_steps <= n_train
+    return tune.val_subset * first_round_passes(tune.attack) <= 2 * n_train
+
+
+def first_round_passes(attack: dict[str, Any]) -> int:
+    """Forward+backward passes per robust validation point of the objective's first round (APGD: a forward
+    and a backward per step, restart and target; Square: a forward per query; FAB-T: a forward and a
+    backward per step and target): what the pruning rule weighs against a training epoch's 2 passes per image."""
+    budget = checked(torch.nn.Identity(), attack, "tune.attack").budget()
+    total = 0
+    for name, cfg in budget.items():
+        if cfg is False:
+            continue
+        runs = cfg.get("restarts", 1) * (cfg.get("n_targets", 1) if name in ("apgd_t", "fab_t") else 1)
+        total += cfg["n_queries"] if name == "square" else 2 * cfg["steps"] * runs
+    return total
 
 
 # Bump when what a trial measures changes for the same settings, so an existing study of the old
-# measurement is not resumed as if comparable. 2: robust accuracy scored in eval mode (was train mode).
-MEASUREMENT = 2
+# measurement is not resumed as if comparable. 2: robust accuracy scored in eval mode (was train mode);
+# 3: a converged APGD-CE + Square estimate (was a 5-step PGD, which rewards gradient masking).
+MEASUREMENT = 3
 
 
 def study_name(params: Params, data_sha: dict[str, str]) -> str:
@@ -117,13 +149,17 @@ class TrialRunner:
     study: str
     parent_run_id: str
 
-    def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:
+    def evaluate(self, model: torch.nn.Module) -> tuple[float, float, bool]:
+        """Clean accuracy, the converged robust accuracy, and whether that is an upper bound (``masked``)."""
         t = self.params.tune
-        # one (attack, eps) per call: the trial's training and the tune task already show progress
-        # PGD built here, not by name: the tune stage depends (in dvc.yaml) on PGD's code, not every attack's
-        grid = attack_grid(model, self.val.x, self.val.y, {"pgd": PGD(model, steps=t.attack_steps)}, [t.attack_eps],
-                           self.params.train.eval_batch_size, self.device, progress=None)
-        return grid["clean_acc"], grid["robust_acc"]["pgd"][0]
+        counter = PassCounter(model)
+        # built here, not by name: the tune stage depends (in dvc.yaml) on the ensemble's code, not every attack's
+        attack = checked(counter, t.attack, "tune.attack")
+        # one eps per call: the trial's training and the tune task already show progress
+        ev = converged(model, counter, self.val.x, self.val.y, {"autoattack": attack}, [t.attack_eps],
+                       self.params.train.eval_batch_size, self.device, escalate_attack="autoattack",
+                       tolerance=t.converge.tolerance, cap=t.converge.cap.model_dump(), progress=None)
+        return ev.grid.clean_acc, ev.worst_acc()[0], masked(ev, t.converge.tolerance)
 
     def _hook(self, ctx: tuning.TrialContext, model: torch.nn.Module, log: tracking.RunLogger,
               last: dict[str, float]) -> Any:
@@ -135,7 +171,7 @@ class TrialRunner:
             row = {"val_clean_acc": metrics["val_acc"], "train_loss": metrics["train_loss"]}
             value = metrics["val_acc"]
             if each:
-                last["clean"], last["robust"] = self.evaluate(model)
+                last["clean"], last["robust"], last["masked"] = self.evaluate(model)
                 last["epoch"] = epoch
                 row |= {"val_clean_acc": last["clean"], "val_robust_acc": last["robust"]}
                 value = tuning.objective_value(tune, last["clean"], last["robust"])
@@ -147,12 +183,12 @@ class TrialRunner:
     def _finish(self, model: torch.nn.Module, log: tracking.RunLogger, last: dict[str, float]) -> None:
         tune = self.params.tune
         if last.get("epoch") != tune.epochs:  # not scored after the last epoch yet
-            last["clean"], last["robust"] = self.evaluate(model)
+            last["clean"], last["robust"], last["masked"] = self.evaluate(model)
         value = tuning.objective_value(tune, last["clean"], last["robust"])
         values = {"value_clean": value[0], "value_robust": value[1]} if isinstance(value, tuple) else {
             "value": value}
         log.log_metrics({"clean_acc": last["clean"], "robust_acc": last["robust"], **values})
-        log.set_tags({"optuna.state": "COMPLETE", "pruned": "false"})
+        log.set_tags({"optuna.state": "COMPLETE", "pruned": "false", "masked": str(last["masked"]).lower()})
 
     def __call__(self, ctx: tuning.TrialContext) -> tuple[float, float]:
         cfg = trial_config(self.params, ctx.k, ctx.n, child_run_name(self.study, ctx.number))
@@ -172,6 +208,7 @@ class TrialRunner:
                 log.set_tags({"optuna.state": "PRUNED", "pruned": "true"})
             else:
                 self._finish(model, log, last)
+                ctx.set_attrs(masked=last["masked"])
         if pruned is not None:  # raised outside the run, so MLflow closes it FINISHED, not FAILED
             raise pruned
         return last["clean"], last["robust"]

@@ -61,7 +61,11 @@ class TrialSeededSampler(BaseSampler):
         earlier = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         seed = self._tune.sampler_seed + finished_count(study) + RUNNING_STRIDE * earlier
         self._tpe = TPESampler(seed=seed, n_startup_trials=startup_trials(self._tune.n_trials), multivariate=True,
-                               constant_liar=True)  # constant_liar: TPE avoids points other workers are running
+                               constant_liar=True,  # constant_liar: TPE avoids points other workers are running
+                               constraints_func=masked_constraint)  # a masked trial counts as infeasible
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._tpe.after_trial(study, trial, state, values)  # stores the trial's constraint for later TPEs
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         return self._tpe.infer_relative_search_space(study, trial)
@@ -71,6 +75,13 @@ class TrialSeededSampler(BaseSampler):
 
     def sample_independent(self, study: Study, trial: FrozenTrial, name: str, distribution: Any) -> Any:
         return self._tpe.sample_independent(study, trial, name, distribution)
+
+
+def masked_constraint(trial: FrozenTrial) -> tuple[float]:
+    """TPE's constraint (<= 0: feasible): a trial whose robust accuracy is an upper bound (``masked``: its
+    attack did not converge, or gradient-free Square broke what the gradient attack could not) is
+    infeasible, so the sampler does not steer toward gradient masking however high its bound."""
+    return (1.0 if trial.user_attrs.get("masked") else 0.0,)
 
 
 def make_pruner(tune: TuneParams) -> BasePruner:
@@ -171,9 +182,13 @@ def best_so_far(study: Study) -> dict[str, Any]:
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return {}
     if len(study.directions) > 1:
-        return {"front": len(study.best_trials)}
-    best = study.best_trial
+        return {"front": len(_front(eligible(study)))}
+    best = _best(eligible(study))
     return {"best": best.value, "k": best.params["k"], "n": best.params["n"]}
+
+
+def _best(trials: Sequence[FrozenTrial]) -> FrozenTrial:
+    return max(trials, key=lambda t: (t.value, -t.number))  # ties: the earlier trial, as Optuna's best_trial
 
 
 def pareto_pick(points: Sequence[tuple[float, float]], slack: float = PARETO_CLEAN_SLACK) -> int:
@@ -190,20 +205,39 @@ def _row(t: FrozenTrial) -> dict[str, Any]:
             **{key: float(t.user_attrs.get(key, float("nan"))) for key in ("clean_acc", "robust_acc")}}
 
 
+def eligible(study: Study) -> list[FrozenTrial]:
+    """The complete trials the pick may choose: those not ``masked`` (an upper bound is no score to pick by),
+    or every complete trial when all of them are masked (best.yaml then says so)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t for t in complete if not t.user_attrs.get("masked")] or complete
+
+
 def summarize(study: Study, tune: TuneParams) -> dict[str, Any]:
-    """The content of ``tune/best.yaml``: best k, n, value, objective, trial counts (+ front)."""
+    """The content of ``tune/best.yaml``: best k, n, value, objective, trial counts (+ front). A masked
+    trial is never picked while an unmasked one completed."""
     complete, pruned = (len(study.get_trials(deepcopy=False, states=(s,))) for s in FINISHED)
     if complete == 0:
         raise BatchoutError(f"tune: study {study.study_name!r} has no complete trial; rerun to continue it")
+    trials = eligible(study)
     if tune.objective == "pareto":
-        front = sorted(study.best_trials, key=lambda t: t.number)
+        front = sorted(_front(trials), key=lambda t: t.number)
         best = front[pareto_pick([(t.values[0], t.values[1]) for t in front])]
         value, extra = best.values[1], {"front": [_row(t) for t in front]}  # the pick's robust accuracy
     else:
-        best = study.best_trial
+        best = _best(trials)
         value, extra = best.value, {}
+    masked = {"masked": True} if best.user_attrs.get("masked") else {}
     return {**_row(best), "value": float(value), "objective": tune.objective, "study": study.study_name,
-            "finished_trials": complete + pruned, "complete_trials": complete, "pruned_trials": pruned, **extra}
+            "finished_trials": complete + pruned, "complete_trials": complete, "pruned_trials": pruned, **masked,
+            **extra}
+
+
+def _front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The (clean, robust) Pareto front of ``trials``: none dominated by another (both maximised)."""
+    def dominated(t: FrozenTrial) -> bool:
+        return any(all(o >= v for o, v in zip(u.values, t.values, strict=True)) and u.values != t.values
+                   for u in trials)
+    return [t for t in trials if not dominated(t)]
 
 
 def save_plots(study: Study, tune: TuneParams, out_dir: Path) -> list[Path]:

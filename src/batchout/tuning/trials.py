@@ -3,7 +3,9 @@ report never opens Optuna's storage.
 
 Usage: ``write_trials(study, "robust", best=3, path=Path("tune/plots/trials.csv"))``
 
-Columns: ``number, state (complete | pruned), k, n, objective, value, clean_acc, robust_acc, best``.
+Columns: ``number, state (complete | pruned), k, n, objective, value, clean_acc, robust_acc, masked, best``.
+``masked``: 1 when the trial's robust accuracy is an upper bound (its attack did not converge), 0 when it
+converged, empty for a pruned trial.
 ``value`` is the objective's value (a pareto study: robust accuracy, the quantity its pick maximises,
 as in ``tune/best.yaml``); empty for a pruned trial, which never returned one (Optuna stores its last
 per-epoch report there, a number of another kind).
@@ -22,9 +24,11 @@ from batchout.io import write_csv
 
 def _row(t: FrozenTrial, objective: str, best: int | None) -> dict[str, Any]:
     attrs = {key: t.user_attrs.get(key, "") for key in ("clean_acc", "robust_acc")}  # set after training only
+    masked = t.user_attrs.get("masked")
     return {"number": t.number, "state": t.state.name.lower(), "k": float(t.params["k"]), "n": float(t.params["n"]),
             # values: [objective] or, for pareto, [clean, robust]: the last one is what best.yaml calls value
             "objective": objective, "value": t.values[-1] if t.state == TrialState.COMPLETE else "", **attrs,
+            "masked": "" if masked is None else int(masked),
             "best": int(t.number == best)}
 
 
