@@ -7,7 +7,6 @@ Usage: ``.venv/bin/pytest tests/test_converge.py -q``
 
 from __future__ import annotations
 
-import optuna
 import pytest
 import torch
 from tiny_models import ZeroGradient, train_tiny
@@ -118,7 +117,7 @@ def _trial_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[fl
     return runner.evaluate(model)
 
 
-def test_the_tuner_is_not_fooled_by_a_model_that_masks_its_gradients(tiny, repo_root, monkeypatch):
+def test_the_tuner_is_not_fooled_by_a_model_that_masks_its_gradients(tiny, repo_root, monkeypatch, tmp_path):
     """ZeroGradient(model) is the same function as the model (equal true robustness) with no input gradient.
     The old objective (PGD, 5 steps) scored it far above the model, so the search selected for masking. The
     converged objective marks it masked (gradient-free Square broke what the gradient attack could not), the
@@ -136,13 +135,17 @@ def test_the_tuner_is_not_fooled_by_a_model_that_masks_its_gradients(tiny, repo_
     from batchout import tuning
 
     tune = load_params("params.yaml").tune
-    study = optuna.create_study(direction="maximize")
-    dist = {"k": optuna.distributions.FloatDistribution(0.1, 1.0),
-            "n": optuna.distributions.FloatDistribution(0.01, 0.5)}
-    for score, k in ((honest, 0.3), (masked, 0.9)):
-        study.add_trial(optuna.trial.create_trial(params={"k": k, "n": 0.1}, distributions=dist, value=score[1],
-                                                  user_attrs={"clean_acc": score[0], "robust_acc": score[1],
-                                                              "masked": score[2]}))
+    study = tuning.open_study("masking", tuning.storage_spec(None, tmp_path / "optuna.journal"), tune)
+    scores = iter([honest, masked])
+
+    def trial(ctx: tuning.TrialContext) -> tuple[float, float]:
+        clean, robust, is_masked = next(scores)
+        ctx.mark_masked(is_masked)
+        return clean, robust
+
+    tuning.optimize(study, tune, trial, quota=2, total=2)
+    first, second = study.trials
     best = tuning.summarize(study, tune)
-    assert best["k"] == 0.3 and best["value"] == honest[1] and "masked" not in best
-    assert [tuning.masked_constraint(t) for t in study.trials] == [(0.0,), (1.0,)]  # TPE: infeasible
+    assert best["trial"] == first.number and best["value"] == honest[1] and "masked" not in best
+    assert (first.constraints, second.constraints) == ({"masked": 0.0}, {"masked": 1.0})  # TPE: infeasible
+    assert second.value == masked[1] > first.value  # scored by its upper bound, and marked

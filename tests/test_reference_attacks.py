@@ -129,3 +129,29 @@ def test_square_agrees_with_the_reference_code(mirror):
         with torch.random.fork_rng():
             theirs = robust_accuracy(model, ref.perturb(x, y), x, y, eps)
         assert abs(ours - theirs) * len(y) <= 1 + 1e-9, f"square at eps {eps}: ours {ours:.3f}, reference {theirs:.3f}"
+
+
+class _Unbreakable(nn.Module):
+    """Class 9 of 10 by a margin no pixel budget overturns, with a real (tiny) input gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.arange(10.0) + 1e-3 * torch.tanh(x.flatten(1)[:, :10])
+
+
+def test_the_reports_standard_autoattack_schedule_is_the_reference_codes():
+    """reporting.cost.STANDARD_SCHEDULE, counted: the standard AutoAttack on 7 points no member can break (so
+    every member runs its whole schedule on every point) costs exactly that many passes per point."""
+    from pyautoattack import AutoAttack
+
+    from batchout.evaluation.passes import PassCounter
+    from batchout.reporting.cost import STANDARD_SCHEDULE, standard_passes
+
+    counter = PassCounter(_Unbreakable()).eval()
+    aa = AutoAttack(counter, norm="Linf", eps=0.3, version="standard", device="cpu", seed=0)
+    aa.verbose = False
+    x, y = torch.rand(7, 1, 28, 28), torch.full((7,), 9)
+    with torch.random.fork_rng():
+        aa.run_standard_evaluation(x, y, batch_size=7)
+    per_point = [sum(parts) for parts in zip(*STANDARD_SCHEDULE.values(), strict=True)]  # forward, backward
+    assert (counter.passes().forward, counter.passes().backward) == (7 * per_point[0], 7 * per_point[1])
+    assert standard_passes(7, 7) == counter.passes().total

@@ -32,7 +32,8 @@ def _record(arm: str, seed: int, dataset: str, eps: list[float], test_acc: float
     fgsm = {eps_key(e): (k + 1) / N for e, k in zip(eps, robust, strict=True)}
     ci = {eps_key(e): list(wilson(k, N)) for e, k in zip(eps, robust, strict=True)}
     attack = {"eps": eps, "clean_acc": 0.9, "robust_acc": {"fgsm": fgsm, "worst": worst},
-              "robust_ci": {"worst": ci, "fgsm": ci}, "seconds": 12.3}
+              "robust_ci": {"worst": ci, "fgsm": ci}, "seconds": 12.3,
+              "converge": converge_doc(eps, [k / N for k in robust], N, factor=16)}
     return RunRecord(run_name(arm, seed), dataset, "lenet", arm.split("-")[2], arm.split("-")[2],
                      {"test_acc": test_acc, "wall_seconds": 4.2, "mlflow_run_id": "abc"}, attack, seed=seed)
 
@@ -49,7 +50,7 @@ def test_run_file_holds_numbers_only_at_the_headline_eps():
     files = run_metrics(records, {"mnist": 0.2})
     lo, hi = wilson(30, N)
     assert files["mnist-lenet-standard-s0"] == {"clean": 0.9871, "worst": {"0.1": 0.6, "0.2": 0.2}, "eps": 0.2,
-                                                "lo": round(lo, 4), "hi": round(hi, 4)}
+                                                "lo": round(lo, 4), "hi": round(hi, 4), "converged": 1, "budget": 16}
     # no run id, no seconds: the file changes only when a result does
     assert all(isinstance(v, (int, float)) for f in files.values() for v in _leaves(f))
     arms = arm_metrics(records, {"mnist": 0.2})
@@ -80,7 +81,7 @@ def test_checks_file_holds_the_ensemble_convergence_per_run():
 
 def test_without_a_headline_the_interval_is_left_out():
     files = run_metrics([_record("mnist-lenet-standard", 0, "mnist", [0.1], 0.98, [50])], {})
-    assert set(files["mnist-lenet-standard-s0"]) == {"clean", "worst"}
+    assert set(files["mnist-lenet-standard-s0"]) == {"clean", "worst"}  # no headline: no interval, no budget
 
 
 def _leaves(d):
@@ -156,6 +157,7 @@ def test_readme_views_fit_120_columns_on_the_quick_profile(quick_metrics_repo, r
         assert _width(out) < 120, out
         assert len(re.findall(r"^metrics/\S+\.json", out, flags=re.M)) == len(runs), out
         assert "clean" in out and "worst." in out and re.search(r"\blo\b", out), out
+        assert re.search(r"\bconverged\b", out) and re.search(r"\bbudget\b", out), out
     out = sh("bash", "-c", readme_command("dvc exp show"))
     assert _width(out) < 120, out
     assert "mnist-lenet-batchout.clean" in out and "mnist-lenet-batchout.worst" in out, out

@@ -79,14 +79,14 @@ class AutoAttack(Attack):
 
     def describe(self) -> str:
         """"the standard AutoAttack (APGD-CE 100 steps, ...)" or "a reduced-budget AutoAttack (...; FAB-T left
-        out), not the standard AutoAttack": a verdict must say which one it rests on."""
+        out; not the standard one)": a verdict must say which one it rests on."""
         members = ", ".join(m.describe() for m in self.members.values())
         left = [MEMBERS[n].label for n in MEMBERS if n not in self.members]
         if left:
             members += f"; {', '.join(left)} left out"
         if self.standard:
             return f"the standard AutoAttack ({members})"
-        return f"a reduced-budget AutoAttack ({members}), not the standard AutoAttack"
+        return f"a reduced-budget AutoAttack ({members}; not the standard one)"
 
     def parts(self) -> dict[str, Attack]:
         return dict(self.members)

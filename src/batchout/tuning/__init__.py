@@ -23,7 +23,6 @@ from batchout.tuning.study import (
     TrialPruned,
     finished_count,
     make_pruner,
-    masked_constraint,
     objective_value,
     open_study,
     optimize,
@@ -36,6 +35,6 @@ from batchout.tuning.study import (
 
 __all__ = [
     "FINISHED", "GRACE_PERIOD_S", "HEARTBEAT_KEY", "TrialContext", "TrialPruned", "fail_stale_trials",
-    "finished_count", "has_heartbeat", "make_pruner", "masked_constraint", "objective_value", "open_storage",
+    "finished_count", "has_heartbeat", "make_pruner", "objective_value", "open_storage",
     "open_study", "optimize", "pareto_pick", "save_plots", "split_quota", "storage_spec", "suggest", "summarize",
 ]

@@ -61,11 +61,7 @@ class TrialSeededSampler(BaseSampler):
         earlier = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         seed = self._tune.sampler_seed + finished_count(study) + RUNNING_STRIDE * earlier
         self._tpe = TPESampler(seed=seed, n_startup_trials=startup_trials(self._tune.n_trials), multivariate=True,
-                               constant_liar=True,  # constant_liar: TPE avoids points other workers are running
-                               constraints_func=masked_constraint)  # a masked trial counts as infeasible
-
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self._tpe.after_trial(study, trial, state, values)  # stores the trial's constraint for later TPEs
+                               constant_liar=True)  # constant_liar: TPE avoids points other workers are running
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         return self._tpe.infer_relative_search_space(study, trial)
@@ -75,13 +71,6 @@ class TrialSeededSampler(BaseSampler):
 
     def sample_independent(self, study: Study, trial: FrozenTrial, name: str, distribution: Any) -> Any:
         return self._tpe.sample_independent(study, trial, name, distribution)
-
-
-def masked_constraint(trial: FrozenTrial) -> tuple[float]:
-    """TPE's constraint (<= 0: feasible): a trial whose robust accuracy is an upper bound (``masked``: its
-    attack did not converge, or gradient-free Square broke what the gradient attack could not) is
-    infeasible, so the sampler does not steer toward gradient masking however high its bound."""
-    return (1.0 if trial.user_attrs.get("masked") else 0.0,)
 
 
 def make_pruner(tune: TuneParams) -> BasePruner:
@@ -134,6 +123,14 @@ class TrialContext:
     def set_attrs(self, **attrs: Any) -> None:
         for key, value in attrs.items():
             self._trial.set_user_attr(key, value)
+
+    def mark_masked(self, masked: bool) -> None:
+        """Whether the trial's robust accuracy is only an upper bound (``masked``: its attack did not converge,
+        or gradient-free Square broke what the gradient attack could not). A masked trial is infeasible for
+        TPE (Optuna's constraint ``masked`` > 0), so the sampler does not steer toward gradient masking
+        however high its bound, and :func:`summarize` never picks it while an unmasked trial completed."""
+        self.set_attrs(masked=masked)
+        self._trial.set_constraint("masked", 1.0 if masked else 0.0)
 
 
 def objective_value(tune: TuneParams, clean: float, robust: float) -> float | tuple[float, float]:
