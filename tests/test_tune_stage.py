@@ -36,12 +36,12 @@ def test_trial_config_needs_no_train_run():
     assert cfg.batch_size == 32 and cfg.optimizer == params.train.optimizer and cfg.device == "cpu"
 
 
-def test_val_subset_is_seeded():
+def test_subsets_are_seeded():
     val = Split(torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1), torch.arange(100))
-    a, b = stage.val_subset(val, 10, 3), stage.val_subset(val, 10, 3)
+    a, b = stage.subset_of(val, 10, 3), stage.subset_of(val, 10, 3)
     assert len(a) == 10 and torch.equal(a.y, b.y) and torch.equal(a.x.flatten().long(), a.y)
-    assert not torch.equal(a.y, stage.val_subset(val, 10, 4).y)
-    assert len(stage.val_subset(val, 500, 0)) == 100
+    assert not torch.equal(a.y, stage.subset_of(val, 10, 4).y)
+    assert len(stage.subset_of(val, 500, 0)) == 100
 
 
 def test_per_epoch_value_rule():
@@ -179,3 +179,13 @@ def test_two_worker_processes_share_one_journal(repo, toy):
     _, children = _runs(toy.uri, "t-workers")
     assert sorted(int(c.data.params["trial"]) for c in children) == [0, 1, 2, 3]
     assert len({c.data.tags["optuna.trial"] for c in children}) == 4
+
+
+def test_a_search_may_train_on_a_seeded_subset(repo):
+    """tune.train_subset: each trial trains on that many training images (the same seeded choice for every
+    trial); the study's name (its fingerprint) changes with it, so a resumed study never mixes the two."""
+    full = stage.make_runner(make_params(), repo, "s", "p")
+    part = stage.make_runner(make_params(train_subset=50), repo, "s", "p")
+    again = stage.make_runner(make_params(train_subset=50), repo, "s", "p")
+    assert len(full.train) == 192 and len(part.train) == 50 and torch.equal(part.train.y, again.train.y)
+    assert stage.study_name(make_params(train_subset=50), {}) != stage.study_name(make_params(), {})

@@ -297,6 +297,7 @@ class TuneParams(Strict):
         "apgd_ce": {"steps": 5}, "apgd_t": False, "fab_t": False, "square": {"n_queries": 50}})
     converge: Escalation = Escalation(tolerance=2, cap=Cap(steps=40, n_queries=400, restarts=1))
     val_subset: int = Field(500, ge=1)
+    train_subset: int | None = Field(None, ge=1)  # training images per trial (seeded choice); null: all
     pruner: Literal["median", "hyperband", "none"] = "median"
     sampler_seed: int = 0
     storage: str | None = None  # null: a local journal file under tune/

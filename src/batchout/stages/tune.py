@@ -2,7 +2,8 @@
 
 Usage: ``best = run(params, Paths(), n_workers=2)`` writes ``tune/best.yaml`` and ``tune/plots/*.png``
 
-A trial trains ``tune.model`` on ``tune.dataset`` for ``tune.epochs`` epochs with the train section's
+A trial trains ``tune.model`` on ``tune.dataset`` (a seeded ``tune.train_subset`` of its training images,
+or all) for ``tune.epochs`` epochs with the train section's
 optimizer, schedule, batch size, augmentation and device, and scores it on a seeded subset of
 ``tune.val_subset`` validation examples: clean accuracy, and robust accuracy at L-infinity
 ``tune.attack_eps`` under ``tune.attack`` (an AutoAttack cascade, by default APGD-CE then gradient-free
@@ -76,12 +77,12 @@ def trial_config(params: Params, k: float, n: float, name: str = "tune-trial") -
     )
 
 
-def val_subset(val: Split, size: int, seed: int) -> Split:
-    """A seeded choice of ``size`` validation examples (all of them when the split is smaller)."""
-    if size >= len(val):
-        return val
-    idx = seeded_subset(len(val), size, seed).to(val.y.device)
-    return Split(val.x[idx], val.y[idx])
+def subset_of(split: Split, size: int | None, seed: int) -> Split:
+    """A seeded choice of ``size`` examples of ``split`` (all of them when it is smaller, or ``size`` is None)."""
+    if size is None or size >= len(split):
+        return split
+    idx = seeded_subset(len(split), size, seed).to(split.y.device)
+    return Split(split.x[idx], split.y[idx])
 
 
 def masked(ev: Evaluation, tolerance: int) -> bool:
@@ -208,7 +209,7 @@ class TrialRunner:
                 log.set_tags({"optuna.state": "PRUNED", "pruned": "true"})
             else:
                 self._finish(model, log, last)
-                ctx.set_attrs(masked=last["masked"])
+                ctx.mark_masked(last["masked"])
         if pruned is not None:  # raised outside the run, so MLflow closes it FINISHED, not FAILED
             raise pruned
         return last["clean"], last["robust"]
@@ -219,8 +220,9 @@ def make_runner(params: Params, paths: Paths, study: str, parent_run_id: str) ->
     folder = paths.prepared(params.tune.dataset)
     meta = load_meta(folder)
     train = Split(*[t.to(device) for t in load_split(folder, "train")])
+    train = subset_of(train, params.tune.train_subset, params.tune.seed)  # a search may train on fewer images
     val = Split(*[t.to(device) for t in load_split(folder, "val")])
-    val = val_subset(val, params.tune.val_subset, params.tune.seed)
+    val = subset_of(val, params.tune.val_subset, params.tune.seed)
     return TrialRunner(params, meta, train, val, device, study, parent_run_id)
 
 
