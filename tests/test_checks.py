@@ -12,7 +12,7 @@ from tiny_models import ZeroGradient, train_tiny
 from torch import nn
 
 from batchout.config import Checks
-from batchout.evaluation.checks import CONVERGENCE, sanity_checks, strong_pgd
+from batchout.evaluation.checks import CONVERGENCE, sanity_checks, strong_pgd, vanishing_gradient
 from batchout.evaluation.informative import informative_eps
 from batchout.evaluation.robust import converged_grid, robust_grid
 
@@ -173,3 +173,27 @@ def test_the_ensemble_check_and_the_convergence_reach_mlflow_as_metrics():
     assert flat["converged.eps_0.1000"] == 0.0 and flat["budget.eps_0.1000"] == 8.0
     assert flat["passes.eps_0.1000"] == 1200.0
     assert "check.ensemble_converged_ok" not in flat and "check.subset" not in flat  # tags and sizes are not metrics
+
+
+class Saturated(nn.Module):
+    """The same decisions as ``inner`` with logits x1000: a softmax saturated past fp32, so the cross-entropy's
+    input gradient is exactly zero wherever the model is right (a masking that FGSM cannot see through)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1000.0 * self.inner(x)
+
+
+def test_vanishing_gradients_are_measured_where_fgsm_is_blind(tiny):
+    model, x, y = tiny
+    assert vanishing_gradient(model, x, y, 64, "cpu") == 0.0
+    saturated = Saturated(model)
+    assert vanishing_gradient(saturated, x, y, 64, "cpu") > 0.9
+    torch.manual_seed(0)
+    grid = robust_grid(saturated, x, y, {"fgsm": {}, "square": {"n_queries": 200}}, [0.25], 64, "cpu")
+    assert grid.acc(grid.robust["fgsm"]) == [grid.clean_acc]  # FGSM's sign step is zero: it cannot move
+    assert grid.acc(grid.robust["square"])[0] < grid.clean_acc - 0.2  # the margin still falls
+    assert _checks(saturated, x, y, {"fgsm": {}})["vanishing_gradient"] > 0.9

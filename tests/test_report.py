@@ -343,3 +343,47 @@ def test_cli_bad_params_exits_2(tmp_path: Path):
     bad.write_text(yaml.safe_dump({"report": {"spread_factor": 2.0}}))
     result = CliRunner().invoke(app, ["report", "--params", str(bad)])
     assert result.exit_code == 2 and "report.spread_factor" in result.output
+
+
+def test_the_papers_claim_beside_ours_with_measured_causes(groups):
+    """Per paper arm and eps the paper reports and we attacked (0.1, 0.3 of the fixture's 0.1, 0.25, 0.3): the
+    paper's FGSM number, ours under FGSM and under the converged attack with intervals, the verdicts against
+    our intervals, and where FGSM stays above the converged attack the cause the attack stage measured."""
+    from batchout.reporting import paper
+
+    rows = paper.claim_rows(groups, tolerance=0.05)
+    assert [(r["method"], r["eps"]) for r in rows] == [(m, e) for m in ("standard", "batchout", "adversarial")
+                                                        for e in (0.1, 0.3)]
+    bo = {r["eps"]: r for r in rows if r["method"] == "batchout"}
+    assert bo[0.3]["paper"] == 96.0 and bo[0.3]["fgsm"] == pytest.approx(0.79)
+    assert bo[0.3]["converged"] == pytest.approx(0.48) and bo[0.3]["budget"] == "2x" and bo[0.3]["all_converged"]
+    assert bo[0.3]["fgsm_vs_paper"] == bo[0.3]["converged_vs_paper"] == "ours lower"
+    # FGSM 0.79 vs 0.48 converged: no check failed on BatchOut, its FGSM curve falls, no gradient data
+    assert bo[0.3]["cause"].startswith("no check failed")
+    adv = {r["eps"]: r for r in rows if r["method"] == "adversarial"}
+    assert adv[0.3]["cause"].startswith("checks failed on 1 of 1 seeds (large_eps_ok, monotone_ok)")
+    assert adv[0.1]["cause"] == ""  # FGSM 95 % vs converged 90 %: not more than the tolerance apart
+    std = {r["eps"]: r for r in rows if r["method"] == "standard"}
+    assert std[0.1]["fgsm_vs_paper"] == "ours lower" and std[0.3]["fgsm_vs_paper"] == "reproduced"  # 23 % vs 19.4
+    words = paper.claim_words(rows)
+    assert words.startswith("Under FGSM, the paper's attack, the BatchOut claim (Subramanya")
+    assert "is not reproduced (ours lower) at any of them (0.1, 0.3). Against the converged attack it does not " \
+           "survive at any of them (0.1, 0.3): at eps 0.3 the paper reports 96.0 %, ours is 79.0 % under FGSM and " \
+           "48.0 % under the converged attack (converged, at 2x the profile's budget)." in words
+    text = render.to_markdown("T", tables.build_blocks("T", groups, 0.05, []))
+    assert text.index("### mnist: the paper's claim") < text.index("## Summary")  # part of the answer
+
+
+def test_a_rising_fgsm_curve_and_vanishing_gradients_are_named_as_causes(setup):
+    from batchout.reporting import paper
+
+    params, paths = setup
+    records = stage.load_records(params, paths)
+    for r in records:
+        if "batchout" in r.name:
+            r.attack["robust_acc"]["fgsm"]["eps_0.3000"] = 0.95  # FGSM higher at 0.3 than at 0.25
+            r.attack["checks"]["vanishing_gradient"] = 0.4
+    rows = paper.claim_rows(grouping.make_groups(records), tolerance=0.05)
+    cause = next(r["cause"] for r in rows if r["method"] == "batchout" and r["eps"] == 0.3)
+    assert "the FGSM curve rises with eps (0.25 -> 0.3)" in cause
+    assert "exactly zero (fp32) on 40 % of the points" in cause

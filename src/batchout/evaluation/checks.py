@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from batchout.attacks.base import check_eps
+from batchout.attacks.base import check_eps, cross_entropy
 from batchout.attacks.registry import create_attack
 from batchout.data.loader import seeded_subset
 from batchout.errors import BatchoutError
@@ -23,6 +23,7 @@ from batchout.evaluation.grid import GridResult
 from batchout.evaluation.informative import informative_eps
 from batchout.evaluation.predict import inputs
 from batchout.evaluation.robust import robust_grid
+from batchout.modes import frozen
 from batchout.progress import QUIET, Task, track
 
 if TYPE_CHECKING:  # only its fields are read: the attack core runs without the params schema
@@ -76,6 +77,25 @@ def ensemble_check(escalations: Sequence[Escalation], n: int, tol: float) -> dic
     return {"ensemble_converged_ok": ok, "ensemble_drop": max(drops, default=0.0)}
 
 
+def vanishing_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                       device: str | torch.device) -> float:
+    """The fraction of the points of ``x`` classified correctly whose cross-entropy input gradient at the clean
+    image is exactly zero in fp32: a softmax saturated past float precision (a margin of ~20 logits or more)
+    gives zero gradient, and then FGSM's sign step is zero and the point looks robust to it however weak the
+    model is. Not a pass/fail check: the report names it as a cause where FGSM and the converged attack
+    disagree."""
+    fgsm = create_attack("fgsm", model)
+    zero = correct = 0
+    with frozen(model), torch.inference_mode(False), torch.enable_grad():
+        for i in range(0, len(y), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            grad, logits = fgsm.input_grad(cross_entropy, xb, yb)
+            right = logits.argmax(1) == yb
+            zero += int((right & (grad.flatten(1).abs().amax(1) == 0)).sum())
+            correct += int(right.sum())
+    return zero / max(correct, 1)
+
+
 def _pgd_vs_fgsm(grid: GridResult, probe: _Probe, pgd_curve: list[float]) -> float:
     """max over eps of acc_pgd - acc_fgsm: both from the grid, or both from the subset (never mixed)."""
     if "pgd" in grid.robust and "fgsm" in grid.robust:
@@ -113,6 +133,8 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, grid: Grid
     5. ``stronger_attack``: gradient-free Square (the grid's, else ``checks.square_queries`` queries) at
        e* and the largest eps is not more than tol below PGD.
     6. ``ensemble_converged`` (with ``escalations``): :func:`ensemble_check`, at every eps.
+
+    Also measured, not judged: ``vanishing_gradient`` (:func:`vanishing_gradient`, over all of ``x``).
     """
     xf, y = inputs(x, y)
     eps, large_eps = [check_eps(e) for e in grid.eps], check_eps(large_eps)
@@ -137,6 +159,7 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, grid: Grid
         "pgd_vs_fgsm_ok": pgd_minus_fgsm <= tol, "pgd_minus_fgsm_max": pgd_minus_fgsm,
         "large_eps_ok": curve[large_eps] <= checks.large_eps_max_acc, "large_eps_acc": curve[large_eps],
         "stronger_attack_ok": square_minus_pgd >= -tol, "square_minus_pgd": square_minus_pgd,
+        "vanishing_gradient": vanishing_gradient(model, xf, y, batch_size, device),
     }
     if conv is not None:
         drop = curve[star] - conv["acc"][-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from batchout.reporting import paper
 from batchout.reporting.compare import POWER, at_eps, baseline
 from batchout.reporting.fmt import ci_points, eps_label, fmt_p, points
 from batchout.reporting.groups import EPS_TOL, Group, grid_attacks
@@ -123,17 +124,25 @@ def _why(groups: Sequence[Group], chosen: bool) -> str:
 
 
 def answer_blocks(groups: Sequence[Group], rows: Sequence[dict[str, Any]], headline: Mapping[str, float],
-                  override: Mapping[str, float], alpha: float = 0.05) -> list[Block]:
+                  override: Mapping[str, float], alpha: float = 0.05, tolerance: float = 0.05) -> list[Block]:
+    """Per data set: the answer table, three sentences and the budgets' legend; then, where the paper reports
+    numbers for it, the paper's claim beside ours (``reporting.paper``; ``tolerance``: where FGSM and the
+    converged attack disagree by more, the measured cause)."""
     blocks = [Block("h2", "Answer: is BatchOut more robust?")]
     for ds in dict.fromkeys(g.dataset for g in groups):
         mine, eps = [r for r in rows if r["dataset"] == ds], headline.get(ds)
+        dgroups = [g for g in groups if g.dataset == ds]
         blocks.append(Block("h3", ds))
         if not mine or eps is None:
-            blocks.append(Block("p", long_form(ds, [g for g in groups if g.dataset == ds], mine, eps, False)))
-            continue
-        dgroups = [g for g in groups if g.dataset == ds]
-        blocks += [answer_table(mine, eps), Block("p", sentences(dgroups, mine, eps, _why(dgroups, ds in override),
-                                                                 alpha)), Block("p", budget_legend(dgroups))]
+            blocks.append(Block("p", long_form(ds, dgroups, mine, eps, False)))
+        else:
+            blocks += [answer_table(mine, eps), Block("p", sentences(dgroups, mine, eps,
+                                                                     _why(dgroups, ds in override), alpha)),
+                       Block("p", budget_legend(dgroups))]
+        claims = paper.claim_rows(dgroups, tolerance)
+        if claims:
+            blocks += [Block("h3", f"{ds}: the paper's claim (FGSM) beside ours under FGSM and under the converged "
+                                   "attack"), paper.claim_table(claims), Block("p", paper.claim_words(claims))]
     return blocks
 
 

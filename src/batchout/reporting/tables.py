@@ -210,11 +210,12 @@ def dataset_blocks(dataset: str, groups: Sequence[Group], cmp_rows: Sequence[dic
 
 
 def build_blocks(title: str, groups: Sequence[Group], alpha: float, figures: Sequence[Block],
-                 headline_override: Mapping[str, float] | None = None) -> list[Block]:
-    """The whole report: the answer, then ``figures`` (the figure section's blocks), then the tables."""
+                 headline_override: Mapping[str, float] | None = None, tolerance: float = 0.05) -> list[Block]:
+    """The whole report: the answer, then ``figures`` (the figure section's blocks), then the tables.
+    ``tolerance``: attack.checks.tolerance, where FGSM above the converged attack gets its cause named."""
     cmp_rows = comparisons(groups, alpha)
     headline = headline_eps(groups, headline_override or {})
-    blocks = answer.answer_blocks(groups, cmp_rows, headline, headline_override or {}, alpha)
+    blocks = answer.answer_blocks(groups, cmp_rows, headline, headline_override or {}, alpha, tolerance)
     blocks += [*figures, Block("h2", "Summary"),
                Block("p", f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups. "
                           + answer.method_note(alpha)),

@@ -103,7 +103,7 @@ def _write(groups: list[grouping.Group], params: Params, inputs: gallery.FigureI
     alpha, title, override = params.report.alpha, params.report.title, params.report.headline_eps
     headline = compare.headline_eps(groups, override)
     figures = gallery.figure_blocks(groups, headline, inputs, out)
-    blocks = tables.build_blocks(title, groups, alpha, figures, override)
+    blocks = tables.build_blocks(title, groups, alpha, figures, override, params.attack.checks.tolerance)
     images = {b.items[0]: (out / b.items[0]).read_bytes() for b in figures if b.kind == "img"}
     write_text(out / "report.md", render.to_markdown(title, blocks))
     write_text(out / "report.html", render.to_html(title, blocks, images))
