@@ -39,7 +39,8 @@ def tiny_params(*, runs: Iterable[str] | None = None, subset: dict[str, int] = T
     no tuned runs, attacks on the CPU on ``attack_subset`` test images. ``runs`` names the runs
     kept, ``<arm>-s<seed>`` (default: seed 0 of every MNIST arm); each kept arm keeps only those
     seeds. The rest is left as in params.yaml unless given:
-    ``eval_batch_size``, the MNIST ``eps`` list (the only data set left), the ``attacks`` grid, the
+    ``eval_batch_size``, the MNIST ``eps`` list (the only data set left), the ``attacks`` grid (without
+    params.yaml's escalated attack, attack.converge.attack falls back to its default: nothing escalated), the
     sanity checks' subset (``checks_subset``) and ``tune`` settings (merged into the section).
     Returns the YAML document (a dict); ``parse_params`` turns it into Params.
     """
@@ -64,6 +65,9 @@ def tiny_params(*, runs: Iterable[str] | None = None, subset: dict[str, int] = T
         attack["eps"] = {"mnist": list(eps)}
     if attacks is not None:
         attack["attacks"] = attacks
+        if attack.get("converge", {}).get("attack") not in (None, *attacks):
+            # params.yaml names its ensemble as the escalated attack; a grid without it escalates nothing
+            del attack["converge"]["attack"]
     if checks_subset is not None:
         attack["checks"]["subset"] = checks_subset
     doc["tune"].update(tune or {})

@@ -8,10 +8,11 @@ Usage: ``files = run_metrics(records, {"mnist": 0.1})`` -> ``{"mnist-lenet-stand
 
 Per run: ``clean`` (test-split accuracy of the trained model), ``worst`` (per eps, the per-example
 worst case over every attack of the grid and every escalation round, on the attacked test points), and
-at the data set's headline eps (the report's, ``report.headline_eps`` or chosen from the data) that eps,
-the 95 % Wilson interval of the worst case (``lo``, ``hi``), ``converged`` (1: the escalated attack
-converged there, 0: the worst case is an upper bound) and ``budget`` (the factor of the profile's attack
-budget it rests on). Short, shared keys keep ``dvc metrics show`` one narrow row per run.
+at the data set's headline eps (the report's, ``report.headline_eps`` or chosen from the data; the same
+for every run of a data set, so the report names it, not this file) the 95 % Wilson
+interval of the worst case (``lo``, ``hi``) and ``converged_at``: the factor of the profile's attack
+budget at which the escalation converged there, 0 when it did not (the worst case is an upper bound).
+Short, shared keys keep ``dvc metrics show`` one row per run under 120 columns (README: "After dvc repro").
 
 ``metrics/checks.json`` holds, per run, the evaluation checks' numbers: ``ensemble_drop`` (the most a
 doubled escalation round took off the accuracy, a fraction of the attacked points: had it converged?),
@@ -58,10 +59,10 @@ def one_run(record: RunRecord, headline: float | None) -> dict[str, Any]:
     }
     if headline is not None and eps_key(headline) in worst:
         lo, hi = record.attack["robust_ci"][VERDICT_ATTACK][eps_key(headline)]
-        out.update(eps=round(float(headline), DIGITS), lo=round(float(lo), DIGITS), hi=round(float(hi), DIGITS))
+        out.update(lo=round(float(lo), DIGITS), hi=round(float(hi), DIGITS))
         conv = record.convergence(headline)
-        if conv is not None:  # the budget the headline worst case rests on, and whether it converged there
-            out.update(converged=int(conv["converged"]), budget=conv["factor"])
+        if conv is not None:  # the budget the headline worst case converged at; 0: it did not (an upper bound)
+            out["converged_at"] = conv["factor"] if conv["converged"] else 0
     return out
 
 
@@ -81,7 +82,7 @@ def arm_metrics(records: Sequence[RunRecord], headline: Mapping[str, float]) -> 
         numbers = [runs[r.name] for r in members]
         out[arm] = {"clean": round(statistics.fmean(n["clean"] for n in numbers), DIGITS)}
         eps = headline.get(members[0].dataset)
-        if eps is not None and all("eps" in n for n in numbers):
+        if eps is not None and all("lo" in n for n in numbers):
             out[arm]["worst"] = round(statistics.fmean(n["worst"][eps_label(eps)] for n in numbers), DIGITS)
     return out
 
