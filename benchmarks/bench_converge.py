@@ -61,9 +61,9 @@ def theirs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float)
     with torch.no_grad():
         classes = model(x[:1]).shape[1]
     start = time.perf_counter()
-    adv = standard_autoattack(counter, eps, classes).run_standard_evaluation(x, y, batch_size=len(x))
+    adv, _ = standard_autoattack(counter, eps, classes).run_standard_evaluation(x, y, batch_size=len(x))
     seconds = time.perf_counter() - start
-    with torch.no_grad():
+    with torch.no_grad():  # scored here, outside the counter: the reference's passes only
         robust = int((model(adv).argmax(1) == y).sum())
     return {"acc": robust / len(y), "passes": counter.passes().total, "seconds": round(seconds, 1)}
 

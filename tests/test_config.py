@@ -95,6 +95,19 @@ def test_unknown_attack_name(doc):
     assert _error(doc) == f"attack.attacks.cw: unknown value 'cw'; allowed: {allowed}"
 
 
+def test_the_escalated_attack_must_be_in_the_grid_unless_left_at_its_default(doc):
+    doc["attack"]["attacks"] = {"fgsm": {}, "pgd": {}}
+    assert _error(copy.deepcopy(doc)) == "attack.converge.attack: unknown value 'autoattack'; allowed: fgsm, pgd, null"
+    del doc["attack"]["converge"]["attack"]  # the default: the ensemble when the grid has one, else nothing
+    params = parse_params(doc)
+    assert params.attack.converge.attack is None
+    # a stage writes the resolved Params back as its params.yaml: it must read back the same
+    again = parse_params(yaml.safe_load(yaml.safe_dump(params.model_dump(mode="json"))))
+    assert again == params
+    doc["attack"]["attacks"]["autoattack"] = {}
+    assert parse_params(doc).attack.converge.attack == "autoattack"
+
+
 def test_names_come_from_the_name_tables_and_import_no_implementation(doc):
     """params.yaml names are checked against batchout.names: validating imports no torch, no registry."""
     run = doc["train"]["runs"]["mnist-lenet-standard"]

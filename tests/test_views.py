@@ -53,8 +53,10 @@ def test_metrics_show_has_one_numeric_file_per_run(project):
     assert all(set(c) == {"ensemble_drop", "budget", "converged", "flagged"} for c in checks.values()), checks
     assert all(c["flagged"] in (0, 1) and c["converged"] in (0, 1) for c in checks.values())
     assert all(set(c["budget"]) == {"0.1"} and c["budget"]["0.1"] in (1, 2, 4, 8) for c in checks.values())
-    for numbers in per_run.values():
-        assert set(numbers) == {"clean", "worst", "eps", "lo", "hi", "converged", "budget"}
+    for run, numbers in per_run.items():
+        assert set(numbers) == {"clean", "worst", "lo", "hi", "converged_at"}
+        # the headline budget it converged at, 0 when it did not: the same fact checks.json has per eps
+        assert numbers["converged_at"] == (checks[run]["budget"]["0.1"] if checks[run]["converged"] else 0)
         assert set(numbers["worst"]) == {"0.1"} and numbers["lo"] <= numbers["worst"]["0.1"] <= numbers["hi"]
     assert all(isinstance(v, (int, float)) for d in files.values() for v in _numbers(d["data"]))
     arms = files["metrics/arms.json"]["data"]

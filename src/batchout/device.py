@@ -49,5 +49,5 @@ def autocast(device: torch.device) -> torch.autocast:
 def channels_last(model: torch.nn.Module) -> torch.nn.Module:
     """The model's 4-d weights in NHWC layout, in place. Faster convolutions on both device kinds:
     tensor cores on CUDA, and oneDNN on the CPU (measured per model by ``python -m
-    benchmarks.bench_layout``; README: Measured). Inputs may stay NCHW; the first convolution converts."""
+    benchmarks.bench_layout``; docs/benchmarks.md). Inputs may stay NCHW; the first convolution converts."""
     return model.to(memory_format=torch.channels_last)

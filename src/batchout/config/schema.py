@@ -243,6 +243,10 @@ class AttackParams(Strict):
         named = "attack" in self.converge.model_fields_set
         if named and self.converge.attack is not None and self.converge.attack not in self.attacks:
             raise ValueError(choice_msg("converge.attack", self.converge.attack, (*self.attacks, "null")))
+        if not named and self.converge.attack not in self.attacks:
+            # resolved to null here, so that a dumped Params (a stage's params.yaml, MLflow) reads back the
+            # same; the model is frozen, and this is its construction
+            object.__setattr__(self, "converge", self.converge.model_copy(update={"attack": None}))
         return self
 
 

@@ -3,7 +3,7 @@
 Usage: ``dist = Dist.from_env(device); model = dist.wrap(model); idx = dist.shard(dist.broadcast(perm))``
 
 ``torchrun`` sets RANK, WORLD_SIZE and LOCAL_RANK; without them everything here is the identity, so
-the single-process code path is the same code. Conventions (see README, "Several GPUs"):
+the single-process code path is the same code. Conventions (see docs/scaling.md):
 - ``train.batch_size`` is the *global* batch: each rank takes ``batch_size / world_size`` rows of
   the same rank-0 permutation, so steps per epoch and the LR schedule match a single-process run.
 - BatchOut partners are drawn within each rank's own batch (no cross-rank gather of features).
