@@ -47,12 +47,24 @@ def informative(result: dict[str, Any], count: int) -> list[float]:
 
 def standard_autoattack(model: torch.nn.Module, eps: float, classes: int) -> Any:
     from pyautoattack import AutoAttack  # a dev dependency: imported only here
+    from pyautoattack.autopgd_base import APGDAttack_targeted
+
+    class TargetedCE(APGDAttack_targeted):
+        """The reference's APGD-T on the targeted CE loss: its ``perturb`` admits only targeted DLR (which
+        needs 4 classes), while each run it makes already implements ``ce-targeted``."""
+
+        def attack_single_run(self, x: torch.Tensor, y: torch.Tensor, x_init: Any = None) -> Any:
+            self.loss = "ce-targeted"
+            try:
+                return super().attack_single_run(x, y, x_init)
+            finally:
+                self.loss = "dlr-targeted"  # what perturb asserts on its next call
 
     aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", device="cpu", seed=0)
     aa.verbose = False
     if classes < 4:  # CIFAR3: at most classes - 1 targets, and targeted DLR is undefined
         aa.apgd_targeted.n_target_classes = aa.fab.n_target_classes = classes - 1
-        aa.apgd_targeted.loss = "ce-targeted"
+        aa.apgd_targeted.__class__ = TargetedCE
     return aa
 
 

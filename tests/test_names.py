@@ -20,6 +20,7 @@ def test_each_table_equals_its_registry():
     assert sorted(names.MODELS) == list_models()
     assert sorted(names.ATTACKS) == list(list_attacks())
     assert tuple(REGISTRY) == names.DATASETS
+    assert names.NUM_CLASSES == {name: len(source.classes) for name, source in REGISTRY.items()}
     assert METHODS is names.METHODS
 
 

@@ -132,26 +132,32 @@ def test_square_agrees_with_the_reference_code(mirror):
 
 
 class _Unbreakable(nn.Module):
-    """Class 9 of 10 by a margin no pixel budget overturns, with a real (tiny) input gradient."""
+    """The last of ``classes`` classes by a margin no pixel budget overturns, with a real (tiny) input gradient."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.classes = classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.arange(10.0) + 1e-3 * torch.tanh(x.flatten(1)[:, :10])
+        return torch.arange(float(self.classes)) + 1e-3 * torch.tanh(x.flatten(1)[:, :self.classes])
 
 
-def test_the_reports_standard_autoattack_schedule_is_the_reference_codes():
-    """reporting.cost.STANDARD_SCHEDULE, counted: the standard AutoAttack on 7 points no member can break (so
-    every member runs its whole schedule on every point) costs exactly that many passes per point."""
-    from pyautoattack import AutoAttack
-
+@pytest.mark.parametrize("classes", [10, 3])
+def test_the_reports_standard_autoattack_schedule_is_the_reference_codes(classes):
+    """reporting.cost's schedule, counted: the standard AutoAttack on 7 points no member can break (so every
+    member runs its whole schedule on every point) costs exactly that many passes per point; on 3 classes
+    (CIFAR3) its targeted members take 2 targets (and APGD-T the targeted CE loss, as bench_converge runs it)."""
     from batchout.evaluation.passes import PassCounter
-    from batchout.reporting.cost import STANDARD_SCHEDULE, standard_passes
+    from batchout.reporting.cost import STANDARD_SCHEDULE, standard_passes, standard_schedule
+    from benchmarks.bench_converge import standard_autoattack
 
-    counter = PassCounter(_Unbreakable()).eval()
-    aa = AutoAttack(counter, norm="Linf", eps=0.3, version="standard", device="cpu", seed=0)
-    aa.verbose = False
-    x, y = torch.rand(7, 1, 28, 28), torch.full((7,), 9)
+    counter = PassCounter(_Unbreakable(classes)).eval()
+    aa = standard_autoattack(counter, 0.3, classes)
+    x, y = torch.rand(7, 1, 28, 28), torch.full((7,), classes - 1)
     with torch.random.fork_rng():
         aa.run_standard_evaluation(x, y, batch_size=7)
-    per_point = [sum(parts) for parts in zip(*STANDARD_SCHEDULE.values(), strict=True)]  # forward, backward
+    schedule = standard_schedule(classes)
+    per_point = [sum(parts) for parts in zip(*schedule.values(), strict=True)]  # forward, backward
     assert (counter.passes().forward, counter.passes().backward) == (7 * per_point[0], 7 * per_point[1])
-    assert standard_passes(7, 7) == counter.passes().total
+    assert standard_passes(7, 7, classes) == counter.passes().total
+    assert classes < 10 or schedule == STANDARD_SCHEDULE

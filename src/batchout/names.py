@@ -15,6 +15,9 @@ MODELS = ("lenet", "paper_cifar", "resnet_bottleneck", "vgg19")  # batchout.mode
 METHODS = ("standard", "batchout", "batchout_final", "adversarial")
 ATTACKS = ("apgd_ce", "apgd_t", "autoattack", "deepfool", "fab_t", "fgsm", "pgd", "pgd_dlr", "square")  # attacks
 DATASETS = ("mnist", "cifar10", "cifar3")  # batchout.data.sources
+# their class counts (sources.REGISTRY's class lists; tests/test_names.py): what the report's cost estimate
+# needs without importing the data code
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar3": 3}
 
 
 def check_listed(kind: str, name: str, table: tuple[str, ...]) -> None:

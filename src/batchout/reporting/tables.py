@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchout.io import eps_key
+from batchout.names import NUM_CLASSES
 from batchout.reporting import answer, cost
 from batchout.reporting.compare import comparisons, headline_eps
 from batchout.reporting.fmt import ci_points, eps_label, fmt_p, pct, pct_ci, points
@@ -173,9 +174,10 @@ def escalation_table(groups: Sequence[Group]) -> Block | None:
             conv = r.convergence(e)
             steps = " -> ".join(f"{100 * x['acc']:.1f} ({x['broken']})" for x in conv["rounds"]) or "–"
             ours = conv["passes"]["forward"] + conv["passes"]["backward"]
-            standard = cost.standard_passes(clean, round(conv["acc"] * r.attack["n_examples"]))
+            classes = NUM_CLASSES.get(r.dataset)
+            standard = cost.standard_passes(clean, round(conv["acc"] * r.attack["n_examples"]), classes or 10)
             rows.append((r.name, eps_label(e), "yes" if conv["converged"] else "NO (upper bound)",
-                         f"{conv['factor']}x", steps, f"{ours:,}", f"{standard:,}"))
+                         f"{conv['factor']}x", steps, f"{ours:,}", f"{standard:,}" if classes else "–"))
     return Block("table", items=(header, *rows))
 
 
