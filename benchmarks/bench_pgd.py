@@ -81,9 +81,8 @@ def run(
     contenders: dict[str, Callable[[], float]] = {
         "plain loop": lambda: _score(model, lambda a, b: plain_pgd(model, a, b, eps, steps, alpha), x, y, batch_size),
         "PGD attack class": lambda: _score(model, lambda a, b: attack(a, b, eps), x, y, batch_size),
-        "robust_grid": lambda: robust_grid(model, x, y, {"pgd": {"steps": steps}}, [eps], batch_size, device)[
-            "robust_acc"
-        ]["pgd"][0],
+        "robust_grid": lambda: (lambda g: g.acc(g.robust["pgd"])[0])(
+            robust_grid(model, x, y, {"pgd": {"steps": steps}}, [eps], batch_size, device)),
     }
     best = dict.fromkeys(contenders, float("inf"))
     acc: dict[str, float] = {}
