@@ -30,7 +30,7 @@ from batchout.device import channels_last
 from batchout.evaluation.passes import PassCounter
 from batchout.io import eps_key, read_metrics
 from batchout.paths import Paths
-from batchout.reporting.cost import standard_passes
+from batchout.reporting.cost import standard_at
 from batchout.stages.attack import attack_subset
 from batchout.training.checkpoint import load_model
 
@@ -91,11 +91,10 @@ def row(paths: Paths, params: Any, run: str, eps: float) -> dict[str, Any]:
     conv = result["converge"]["eps"][eps_key(eps)]
     ref = theirs(model, x, y, eps)
     ours = conv["passes"]["forward"] + conv["passes"]["backward"]
-    clean = result["clean_flags"].count("1")
     return {"run": run, "eps": eps, "ours": conv["acc"], "theirs": ref["acc"],
             "diff_points": 100 * (conv["acc"] - ref["acc"]), "converged": conv["converged"], "budget": conv["factor"],
             "passes_ours": ours, "passes_theirs": ref["passes"], "ratio": ours / ref["passes"],
-            "estimate": standard_passes(clean, round(conv["acc"] * len(y))), "theirs_seconds": ref["seconds"]}
+            "estimate": standard_at(result, eps), "theirs_seconds": ref["seconds"]}
 
 
 def main() -> None:

@@ -149,3 +149,18 @@ def test_the_tuner_is_not_fooled_by_a_model_that_masks_its_gradients(tiny, repo_
     assert best["trial"] == first.number and best["value"] == honest[1] and "masked" not in best
     assert (first.constraints, second.constraints) == ({"masked": 0.0}, {"masked": 1.0})  # TPE: infeasible
     assert second.value == masked[1] > first.value  # scored by its upper bound, and marked
+
+
+def test_the_standard_estimate_takes_the_data_sets_targets_and_is_left_out_where_unknown():
+    """reporting.cost.standard_at: on CIFAR3 the standard version's targeted members run 2 targets, not 9
+    (its estimate is then a third lower per surviving point); an image-folder data set has no estimate."""
+    from conftest import converge_doc
+
+    from batchout.reporting.cost import run_passes, standard_at, standard_passes
+
+    record = {"eps": [0.1], "n_examples": 10, "clean_flags": "1" * 8 + "00",
+              "converge": converge_doc([0.1], [0.4], 10)}
+    assert standard_at({**record, "dataset": "mnist"}, 0.1) == standard_passes(8, 4, 10)
+    assert standard_at({**record, "dataset": "cifar3"}, 0.1) == standard_passes(8, 4, 3) < standard_passes(8, 4, 10)
+    assert standard_at({**record, "dataset": "my_folders"}, 0.1) is None
+    assert run_passes({**record, "dataset": "my_folders"}) == (1500 * 2, 0)  # ours counted, no estimate

@@ -46,19 +46,29 @@ def standard_passes(attacked: int, robust: int, classes: int = 10) -> int:
     return attacked * every + robust * survivors
 
 
+def standard_at(attack: dict, eps: float) -> int | None:
+    """The standard AutoAttack's estimate on one run's attacked points at ``eps``, our converged robust points
+    standing in for its survivors; None where the run has no escalation there, or its data set's class count
+    is unknown (an image-folder data set)."""
+    conv = attack.get("converge", {}).get("eps", {}).get(eps_key(eps))
+    classes = NUM_CLASSES.get(attack.get("dataset", ""))
+    if conv is None or classes is None:
+        return None
+    clean = attack.get("clean_flags", "").count("1")
+    return standard_passes(clean, round(conv["acc"] * attack["n_examples"]), classes)
+
+
 def run_passes(attack: dict) -> tuple[int, int]:
     """(ours, the standard AutoAttack's estimate) over one run's eps grid: ours counted (every attack of the
-    grid and every escalation round), the standard version's from :func:`standard_passes` at each eps."""
+    grid and every escalation round), the standard version's from :func:`standard_at` at each eps (an
+    unknown estimate adds nothing, so the sum stays "at least")."""
     ours = standard = 0
-    clean = attack.get("clean_flags", "").count("1")
-    classes = NUM_CLASSES.get(attack.get("dataset", ""))  # an image-folder data set: no estimate (still "at least")
     for e in attack.get("eps", []):
         conv = attack.get("converge", {}).get("eps", {}).get(eps_key(e))
         if conv is None:
             continue
         ours += conv["passes"]["forward"] + conv["passes"]["backward"]
-        robust = round(conv["acc"] * attack["n_examples"])
-        standard += standard_passes(clean, robust, classes) if classes else 0
+        standard += standard_at(attack, e) or 0
     return ours, standard
 
 

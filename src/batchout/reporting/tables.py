@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchout.io import eps_key
-from batchout.names import NUM_CLASSES
 from batchout.reporting import answer, cost
 from batchout.reporting.compare import comparisons, headline_eps
 from batchout.reporting.fmt import ci_points, eps_label, fmt_p, pct, pct_ci, points
@@ -169,15 +168,13 @@ def escalation_table(groups: Sequence[Group]) -> Block | None:
               "passes (ours)", "standard AutoAttack (at least)")
     rows = []
     for r in runs:
-        clean = r.attack.get("clean_flags", "").count("1")
         for e in r.attack["eps"]:
             conv = r.convergence(e)
             steps = " -> ".join(f"{100 * x['acc']:.1f} ({x['broken']})" for x in conv["rounds"]) or "–"
             ours = conv["passes"]["forward"] + conv["passes"]["backward"]
-            classes = NUM_CLASSES.get(r.dataset)
-            standard = cost.standard_passes(clean, round(conv["acc"] * r.attack["n_examples"]), classes or 10)
+            standard = cost.standard_at(r.attack, e)
             rows.append((r.name, eps_label(e), "yes" if conv["converged"] else "NO (upper bound)",
-                         f"{conv['factor']}x", steps, f"{ours:,}", f"{standard:,}" if classes else "–"))
+                         f"{conv['factor']}x", steps, f"{ours:,}", "–" if standard is None else f"{standard:,}"))
     return Block("table", items=(header, *rows))
 
 
