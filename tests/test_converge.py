@@ -107,6 +107,21 @@ def test_few_points_left_need_no_round_and_an_unbudgeted_attack_has_none():
     assert not esc.converged and esc.rounds == []  # FGSM has no budget to double: its number is an upper bound
 
 
+def test_every_round_says_what_it_attacks_and_what_it_broke(tiny):
+    """A long escalation must not be silent: a line before each round, one per member, one after."""
+    model, x, y = tiny
+    counter, lines = PassCounter(model), []
+    aa = create_attack("autoattack", counter, **{**WEAK, "square": {"n_queries": 5}})
+    torch.manual_seed(0)
+    esc = escalate(aa, counter, x, y, torch.ones(len(y), dtype=torch.bool), 0.2, tolerance=1, cap=CAP, classes=3,
+                   note=lines.append)
+    assert len(esc.rounds) >= 2 and len(lines) == 4 * len(esc.rounds)  # start, APGD-CE, Square, end
+    first = esc.rounds[0]
+    assert lines[0] == f"eps 0.2 round 1: {first.attacked:,} points still robust, attacking with {first.words}"
+    assert lines[1].startswith(f"eps 0.2 round 1: APGD-CE 2 steps broke {first.parts['apgd_ce']:,} ")
+    assert lines[3].startswith(f"eps 0.2 round 1: broke {first.broken:,} of {first.attacked:,} (tolerance 1)")
+    assert f"{first.passes.total:,} passes" in lines[3]
+
 # ---------------------------------------------------------------- the tuner and masked gradients
 def _trial_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, bool]:
     """The tune stage's own trial scoring, with the quick profile's tune settings, at eps 0.15."""

@@ -70,7 +70,8 @@ def shrink(doc: dict[str, Any]) -> dict[str, Any]:
     attack["eps"] = {ds: sorted(eps, key=_pixels)[:2] for ds, eps in attack["eps"].items()}
     attack["attacks"] = {name: _tiny_attack(cfg, name) for name, cfg in attack["attacks"].items()}
     attack["checks"].update(subset=10, square_queries=10)
-    attack.setdefault("converge", {})["cap"] = TINY_CAP
+    # 20 points: a profile tolerance of 10 would skip every round
+    attack.setdefault("converge", {}).update(cap=TINY_CAP, tolerance=1)
     tune = doc["tune"]
     tune.update(n_trials=2, epochs=1, val_subset=20, train_subset=None, pruner="none")
     tune["attack"] = _tiny_attack(tune.get("attack", {}), "autoattack")

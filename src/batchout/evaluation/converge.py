@@ -19,7 +19,7 @@ for one doubled round on its robust points. Cost is counted in forward and backw
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,12 +66,13 @@ class Escalation:
 
 def escalate(attack: Attack, counter: PassCounter, x: torch.Tensor, y: torch.Tensor, robust: torch.Tensor,
              eps: float, *, tolerance: int, cap: Mapping[str, int], classes: int, batch_size: int | None = None,
-             device: torch.device | None = None) -> Escalation:
+             device: torch.device | None = None, note: Callable[[str], None] | None = None) -> Escalation:
     """Escalate ``attack`` (built on ``counter``; its budget is the round already run) on the points of
     ``x, y`` still ``robust`` at ``eps``: double it (up to ``cap``; targets up to ``classes - 1``) and attack
     what is left, until a round breaks at most ``tolerance`` points. ``x, y`` stay where they are; the
     attacks run on ``device`` in chunks of ``batch_size``. A round runs every part (an ensemble's members)
-    as one cascade over the points still robust, and records what each part broke.
+    as one cascade over the points still robust, and records what each part broke. ``note`` gets a line
+    before and after every round (a round at the cap can take minutes: the log must not fall silent).
 
     Every part runs even once a round has broken more than the tolerance (it cannot converge any more):
     stopping there was tried and made the escalation dearer on four of the quick profile's MNIST models
@@ -84,11 +85,22 @@ def escalate(attack: Attack, counter: PassCounter, x: torch.Tensor, y: torch.Ten
         current = current.escalated(cap, classes)
         if current is None:  # at the cap while the last round still broke points: an upper bound
             return out
+        k = len(out.rounds) + 1
+        if note:
+            note(f"eps {eps:g} round {k}: {left:,} points still robust, attacking with {current.describe()}")
         before, start = counter.passes(), time.perf_counter()
-        parts = {name: cascade.run(part, eps) for name, part in current.parts().items()}
+        parts = {}
+        for name, part in current.parts().items():  # a note per member: one member at the cap can take minutes
+            parts[name] = cascade.run(part, eps)
+            if note:
+                note(f"eps {eps:g} round {k}: {part.describe()} broke {parts[name]:,} "
+                     f"({time.perf_counter() - start:.0f} s into the round)")
         broken = sum(parts.values())
-        out.rounds.append(Round(current.budget(), current.describe(), left, broken, counter.passes() - before,
-                                time.perf_counter() - start, parts))
+        out.rounds.append(r := Round(current.budget(), current.describe(), left, broken, counter.passes() - before,
+                                     time.perf_counter() - start, parts))
+        if note:
+            note(f"eps {eps:g} round {k}: broke {broken:,} of {left:,} (tolerance {tolerance:,}) in "
+                 f"{r.seconds:.0f} s, {r.passes.total:,} passes")
         if broken <= tolerance:
             break
     out.converged = True
@@ -141,7 +153,8 @@ def converged(model: nn.Module, counter: PassCounter, x: torch.Tensor, y: torch.
                enabled=progress is not None) as task:
         for i, e in enumerate(grid.eps):
             esc = escalate(attackers[escalate_attack], counter, xf, yl, grid.worst[i] & carried, e,
-                           tolerance=tolerance, cap=cap, classes=classes, batch_size=batch_size, device=device)
+                           tolerance=tolerance, cap=cap, classes=classes, batch_size=batch_size, device=device,
+                           note=task.note if progress is not None else None)
             out.escalations.append(esc)
             carried = esc.robust
             task.advance(1, eps=e, rounds=len(esc.rounds), acc=grid.acc(esc.robust), converged=esc.converged)
