@@ -374,6 +374,25 @@ def test_the_papers_claim_beside_ours_with_measured_causes(groups):
     assert text.index("### mnist: the paper's claim") < text.index("## Summary")  # part of the answer
 
 
+
+def test_an_arm_the_paper_has_no_number_for_is_a_row_without_verdicts(groups):
+    """A tuned BatchOut arm: ours under FGSM and converged at the paper's eps, no paper number, no verdict
+    against it, and not part of the sentence about the paper's claim."""
+    from dataclasses import replace
+
+    from batchout.reporting import paper
+
+    bo = next(g for g in groups if g.method == "batchout")
+    tuned = replace(bo, label="batchout (tuned)")
+    rows = paper.claim_rows([*groups, tuned], tolerance=0.05)
+    extra = [r for r in rows if r["arm"] == tuned.title]
+    assert [r["eps"] for r in extra] == [0.1, 0.3] and all(r["paper"] is None for r in extra)
+    assert {r["fgsm_vs_paper"] for r in extra} == {r["converged_vs_paper"] for r in extra} == {"–"}
+    assert extra[1]["fgsm"] == pytest.approx(0.79) and extra[1]["cause"].startswith("no check failed")
+    cells = [row for row in paper.claim_table(rows).items[1:] if row[0] == tuned.title]
+    assert [c[2] for c in cells] == ["–", "–"]
+    assert paper.claim_words(rows) == paper.claim_words([r for r in rows if r not in extra])
+
 def test_a_rising_fgsm_curve_and_vanishing_gradients_are_named_as_causes(setup):
     from batchout.reporting import paper
 

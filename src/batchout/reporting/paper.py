@@ -25,8 +25,8 @@ from batchout.reporting.render import Block
 CLAIM_METHOD = "batchout"  # the paper's claim is BatchOut's robustness
 
 
-def _versus(paper: float, ci: tuple[float, float] | None) -> str:
-    if ci is None:
+def _versus(paper: float | None, ci: tuple[float, float] | None) -> str:
+    if paper is None or ci is None:
         return "–"
     lo, hi = 100 * ci[0], 100 * ci[1]
     return "reproduced" if lo <= paper <= hi else ("ours higher" if lo > paper else "ours lower")
@@ -53,18 +53,20 @@ def _causes(g: Group, e: float, eps: Sequence[float]) -> str:
 
 
 def claim_rows(groups: Sequence[Group], tolerance: float) -> list[dict[str, Any]]:
-    """One row per (paper arm, eps the paper reports and we attacked), in the groups' order; a cause where
+    """One row per (arm of a data set the paper reports, eps the paper reports and we attacked), in the groups'
+    order; ``paper`` None for an arm the paper has no number for (a tuned arm, another method); a cause where
     FGSM's accuracy is more than ``tolerance`` (a fraction) above the converged attack's."""
     rows = []
     for g in groups:
         paper = PAPER.get(g.dataset)
-        if paper is None or g.method not in PAPER_METHODS or g.label != g.method:
+        if paper is None:
             continue
+        column = PAPER_METHODS.get(g.method) if g.label == g.method else None
         for i, e in enumerate(paper["eps"]):
             fgsm, conv = g.robust("fgsm", e), g.robust(VERDICT_ATTACK, e)
             if fgsm is None or conv is None:
                 continue
-            value = paper["fgsm"][PAPER_METHODS[g.method]][i]
+            value = None if column is None else paper["fgsm"][column][i]
             row = {"dataset": g.dataset, "arm": g.title, "method": g.method, "eps": e, "paper": value,
                    "fgsm": fgsm.mean, "fgsm_ci": g.interval("fgsm", e), "converged": conv.mean,
                    "converged_ci": g.interval(VERDICT_ATTACK, e), "budget": budget_span(g.runs, e),
@@ -84,7 +86,8 @@ def _pct(mean: float, ci: tuple[float, float] | None) -> str:
 def claim_table(rows: Sequence[dict[str, Any]]) -> Block:
     header = ("arm", "eps", "paper (FGSM, %)", "ours FGSM (%) [95 % CI]", "ours converged (%) [95 % CI]", "budget",
               "FGSM vs paper", "converged vs paper", "FGSM above converged: measured cause")
-    body = [(r["arm"], eps_label(r["eps"]), f"{r['paper']:.1f}", _pct(r["fgsm"], r["fgsm_ci"]),
+    body = [(r["arm"], eps_label(r["eps"]), "–" if r["paper"] is None else f"{r['paper']:.1f}",
+             _pct(r["fgsm"], r["fgsm_ci"]),
              _pct(r["converged"], r["converged_ci"]) + ("" if r["all_converged"] else " (upper bound)"),
              r["budget"], r["fgsm_vs_paper"], r["converged_vs_paper"], r["cause"] or "–") for r in rows]
     return Block("table", items=(header, *body))
@@ -105,7 +108,7 @@ def _which(rows: Sequence[dict[str, Any]], held: Sequence[dict[str, Any]], yes: 
 
 def claim_words(rows: Sequence[dict[str, Any]]) -> str:
     """The paper's BatchOut claim in plain words: reproduced under FGSM? does it survive the converged attack?"""
-    mine = [r for r in rows if r["method"] == CLAIM_METHOD]
+    mine = [r for r in rows if r["method"] == CLAIM_METHOD and r["paper"] is not None]
     if not mine:
         return f"No BatchOut arm with the paper's setup was attacked at the paper's eps ({PAPER_CITATION})."
     held = [r for r in mine if r["fgsm_vs_paper"] in ("reproduced", "ours higher")]
